@@ -1,0 +1,202 @@
+//! Control message payloads defined so far (docs/PROTOCOL.md, "Messages"): announce (a signed
+//! record) and goodbye (a signed leave notice). Each payload is a CBOR map with integer keys;
+//! decoding is bounded by the envelope's payload limit. Later messages (hello/reply, records,
+//! rendezvous, stem, probe) are added here as their issues define them.
+
+use ciborium::Value;
+
+use super::cbor::{self, CborError, IntMap, int_map, uint};
+use super::derive::MeshKeys;
+use super::envelope::{self, EnvelopeError, MAX_PAYLOAD_BYTES, MessageType};
+use super::keys::{BindingError, check_binding, verify_signature};
+use super::record::{RecordError, SignedRecord, signing_message};
+
+/// Domain separation prefix of goodbye signatures.
+pub const GOODBYE_DOMAIN: &[u8] = b"wgmesh/v2 goodbye";
+/// Largest goodbye body.
+const MAX_GOODBYE_BODY_BYTES: usize = 128;
+
+/// Why a message was dropped.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum MessageError {
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("message payload is malformed: {0}")]
+    Malformed(#[from] CborError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("goodbye signature does not verify")]
+    BadGoodbyeSignature,
+    #[error("goodbye keys do not belong together: {0}")]
+    GoodbyeBinding(BindingError),
+    #[error("goodbye sequence {got} is not newer than the record held ({held})")]
+    StaleGoodbye { got: u64, held: u64 },
+    #[error("message type {0:?} is not handled here")]
+    UnexpectedType(MessageType),
+}
+
+impl MessageError {
+    /// A short stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Envelope(e) => e.reason(),
+            Self::Malformed(_) => "malformed",
+            Self::Record(e) => e.reason(),
+            Self::BadGoodbyeSignature => "signature",
+            Self::GoodbyeBinding(_) => "binding",
+            Self::StaleGoodbye { .. } => "stale",
+            Self::UnexpectedType(_) => "type",
+        }
+    }
+}
+
+/// A node leaving the mesh, signed by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goodbye {
+    pub ed25519_public: [u8; 32],
+    pub wireguard_public: [u8; 32],
+    /// Newer than the leaving node's last record.
+    pub sequence: u64,
+}
+
+/// A goodbye as it travels: body bytes and the signature over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedGoodbye {
+    pub body: Vec<u8>,
+    pub signature: [u8; 64],
+}
+
+impl Goodbye {
+    fn encode_body(&self) -> Vec<u8> {
+        cbor::encode(&int_map(vec![
+            (0, uint(2)),
+            (1, Value::Bytes(self.ed25519_public.to_vec())),
+            (2, Value::Bytes(self.wireguard_public.to_vec())),
+            (3, uint(self.sequence)),
+        ]))
+    }
+
+    /// Signs the goodbye for the mesh `network_id`.
+    pub fn sign(
+        &self,
+        network_id: &[u8; 32],
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> SignedGoodbye {
+        let body = self.encode_body();
+        let signature = sign(&signing_message(GOODBYE_DOMAIN, network_id, &body));
+        SignedGoodbye { body, signature }
+    }
+}
+
+impl SignedGoodbye {
+    /// Verifies signature and binding; `held_sequence` is the leaving node's record sequence.
+    pub fn verify(
+        &self,
+        keys: &MeshKeys,
+        held_sequence: Option<u64>,
+    ) -> Result<Goodbye, MessageError> {
+        let mut m = IntMap::decode(&self.body, MAX_GOODBYE_BODY_BYTES)?;
+        if m.uint(0, u64::MAX)? != 2 {
+            return Err(CborError::WrongType(0).into());
+        }
+        let g = Goodbye {
+            ed25519_public: m.bytes_exact(1)?,
+            wireguard_public: m.bytes_exact(2)?,
+            sequence: m.uint(3, u64::MAX)?,
+        };
+        let msg = signing_message(GOODBYE_DOMAIN, keys.network_id(), &self.body);
+        if !verify_signature(&g.ed25519_public, &msg, &self.signature) {
+            return Err(MessageError::BadGoodbyeSignature);
+        }
+        check_binding(&g.ed25519_public, &g.wireguard_public)
+            .map_err(MessageError::GoodbyeBinding)?;
+        if let Some(held) = held_sequence
+            && g.sequence <= held
+        {
+            return Err(MessageError::StaleGoodbye {
+                got: g.sequence,
+                held,
+            });
+        }
+        Ok(g)
+    }
+}
+
+/// A decoded control message (payload only; records inside are not yet verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// `{1: signed record}`
+    Announce { record: SignedRecord },
+    /// `{1: [body, signature]}`
+    Goodbye { goodbye: SignedGoodbye },
+}
+
+impl Message {
+    /// The envelope type of this message.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Self::Announce { .. } => MessageType::Announce,
+            Self::Goodbye { .. } => MessageType::Goodbye,
+        }
+    }
+
+    /// Encodes the payload.
+    pub fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            Self::Announce { record } => cbor::encode(&int_map(vec![(1, record.to_value())])),
+            Self::Goodbye { goodbye } => cbor::encode(&int_map(vec![(
+                1,
+                Value::Array(vec![
+                    Value::Bytes(goodbye.body.clone()),
+                    Value::Bytes(goodbye.signature.to_vec()),
+                ]),
+            )])),
+        }
+    }
+
+    /// Decodes a payload of the given type.
+    pub fn decode_payload(ty: MessageType, payload: &[u8]) -> Result<Self, MessageError> {
+        let mut m = IntMap::decode(payload, MAX_PAYLOAD_BYTES)?;
+        match ty {
+            MessageType::Announce => Ok(Self::Announce {
+                record: SignedRecord::from_value(m.required(1)?)?,
+            }),
+            MessageType::Goodbye => {
+                let Value::Array(items) = m.required(1)? else {
+                    return Err(CborError::WrongType(1).into());
+                };
+                let [body, sig]: [Value; 2] =
+                    items.try_into().map_err(|_| CborError::WrongType(1))?;
+                let body = match body {
+                    Value::Bytes(b) if b.len() <= MAX_GOODBYE_BODY_BYTES => b,
+                    _ => return Err(CborError::WrongType(1).into()),
+                };
+                let signature = match sig {
+                    Value::Bytes(b) => {
+                        <[u8; 64]>::try_from(b.as_slice()).map_err(|_| CborError::WrongType(1))?
+                    }
+                    _ => return Err(CborError::WrongType(1).into()),
+                };
+                Ok(Self::Goodbye {
+                    goodbye: SignedGoodbye { body, signature },
+                })
+            }
+            other => Err(MessageError::UnexpectedType(other)),
+        }
+    }
+
+    /// Seals the message into one datagram.
+    pub fn seal(&self, keys: &MeshKeys) -> Result<Vec<u8>, MessageError> {
+        Ok(envelope::seal(
+            keys.control_key(),
+            self.message_type(),
+            &self.encode_payload(),
+        )?)
+    }
+
+    /// Opens and decodes one datagram.
+    pub fn open(keys: &MeshKeys, datagram: &[u8]) -> Result<Self, MessageError> {
+        let (ty, payload) = envelope::open(keys.control_key(), datagram)?;
+        Self::decode_payload(ty, &payload)
+    }
+}
