@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, clippy, unit/property tests, the independent Python checks of
-# the protocol, and (as later issues add them) the namespace and VM tests, serially.
+# Runs every test of the project, serially: install what is missing (unless
+# WGMESH_SKIP_INSTALL=1), formatting, clippy, unit/property tests, the independent Python checks
+# of the protocol, and (as later parts add them) the namespace and VM tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${WGMESH_SKIP_INSTALL:-}" ]; then
+    bash netns-tests/install-deps.sh
+fi
+step() { printf '\n=== %s\n' "$*"; }
+step "cargo fmt --check"
 cargo fmt --all -- --check
+step "cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+step "no spawning of wg/ip/iptables/nft/sysctl in src/"
+if grep -rnE 'Command::new\("(wg|ip|iptables|nft|sysctl)"\)' src/; then
+    echo "FAIL: src/ must drive the kernel over netlink, not by running tools"; exit 1
+fi
+step "cargo test"
 cargo build --locked
 cargo test --locked
+step "independent protocol cross-check (Python)"
 python3 netns-tests/protocol/check_protocol.py target/debug/wgmesh

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
     max_term_width = 100
 )]
 #[command(
-    after_help = "Start here: `wgmesh secret new > mesh.secret` creates a mesh secret; copy it \
+    after_help = "Start here: `(umask 077; wgmesh secret new > mesh.secret)` creates a mesh secret; copy it \
     (with mode 0600) to every machine of the mesh."
 )]
 pub struct Cli {

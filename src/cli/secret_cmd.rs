@@ -14,7 +14,7 @@ use crate::proto::secret::MeshSecret;
 #[derive(Debug, Subcommand)]
 pub enum SecretCommand {
     /// Print a new random mesh secret (wgmesh://v2/...) and nothing else. Store it with mode
-    /// 0600: `wgmesh secret new > mesh.secret`.
+    /// 0600: `(umask 077; wgmesh secret new > mesh.secret)`.
     New,
     /// Print the public values a mesh secret derives: network id, subnets, LAN group, control
     /// port, registry id, DHT topics, peers' mesh addresses. Never prints a key.

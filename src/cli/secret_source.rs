@@ -82,7 +82,7 @@ impl std::fmt::Display for SecretOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretSourceError {
     #[error(
-        "no mesh secret given: use --secret-file PATH (or WGMESH_SECRET_FILE, WGMESH_SECRET, a systemd credential named {CREDENTIAL_NAME}); create one with `wgmesh secret new > wgmesh.secret`"
+        "no mesh secret given: use --secret-file PATH (or WGMESH_SECRET_FILE, WGMESH_SECRET, a systemd credential named {CREDENTIAL_NAME}); create one with `(umask 077; wgmesh secret new > mesh.secret)`"
     )]
     None,
     #[error("cannot read the mesh secret from {origin}: {source}")]

@@ -244,8 +244,8 @@ fn ip_bytes(ip: IpAddr) -> Vec<u8> {
 
 fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
     match b.len() {
-        4 => <[u8; 4]>::try_from(b).ok().map(|a| IpAddr::from(a)),
-        16 => <[u8; 16]>::try_from(b).ok().map(|a| IpAddr::from(a)),
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
         _ => None,
     }
 }
