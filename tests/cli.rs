@@ -3,6 +3,8 @@
 //! WireGuard key alone and refuses a missing identity without `--create`, `--version` and
 //! `help` work.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
