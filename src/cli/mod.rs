@@ -3,7 +3,6 @@
 
 pub mod identity_cmd;
 pub mod secret_cmd;
-pub mod secret_source;
 
 use clap::{Parser, Subcommand};
 

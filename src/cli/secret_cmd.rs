@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use ipnet::Ipv4Net;
 use serde_json::{Map, Value, json};
 
-use super::secret_source::{SecretArgs, SecretEnv, resolve_secret};
+use crate::daemon::secret_source::{SecretArgs, SecretEnv, resolve_secret};
 use crate::proto::derive::MeshKeys;
 use crate::proto::keys::{base64_key, parse_base64_key};
 use crate::proto::secret::MeshSecret;

@@ -1,2 +1,8 @@
 //! Ring 3 wiring: the daemon (`wgmesh up`) connects discovery, the mesh core, the platform and
-//! the control socket. Filled by the daemon issue.
+//! the control socket. Today it holds the pieces that need no backend: where the secret comes
+//! from, the configuration (flags, file, reload), capability dropping and systemd readiness.
+
+pub mod config;
+pub mod notify;
+pub mod privileges;
+pub mod secret_source;

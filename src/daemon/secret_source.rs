@@ -17,7 +17,7 @@ use crate::proto::secret::{MAX_SECRET_INPUT_BYTES, MeshSecret, SecretError, Secr
 pub const CREDENTIAL_NAME: &str = "wgmesh-secret";
 
 /// Secret options shared by every command that needs the mesh secret.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct SecretArgs {
     /// Read the mesh secret from this file ("-" reads standard input). The file must not be
     /// readable by group or others.
