@@ -8,6 +8,7 @@
 //! Arrows point down only: `proto`/`identity` import nothing of ours, `mesh` imports only them.
 
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod identity;
 pub mod mesh;

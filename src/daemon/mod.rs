@@ -2,6 +2,7 @@
 //! the control socket. Today it holds the pieces that need no backend: where the secret comes
 //! from, the configuration (flags, file, reload), capability dropping and systemd readiness.
 
+pub mod cache;
 pub mod config;
 pub mod notify;
 pub mod privileges;

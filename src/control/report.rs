@@ -1,0 +1,58 @@
+//! The facts `wgmesh show` reports, as sent over the control socket. The JSON keys here are
+//! a stable interface (documented in docs/CONTROL.md): add keys, never rename or remove them.
+
+use serde::{Deserialize, Serialize};
+
+/// The interface block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InterfaceReport {
+    pub name: String,
+    pub public_key: String,
+    pub listen_port: u16,
+    /// Mesh IPv4 with the subnet's prefix length, e.g. "10.42.7.9/16".
+    pub mesh_ipv4: String,
+    /// Mesh IPv6 with /64, or null with --no-ipv6.
+    pub mesh_ipv6: Option<String>,
+    pub network_id: String,
+    pub nat_type: String,
+    /// The public address STUN reported, if any.
+    pub public_endpoint: Option<String>,
+    /// "kernel" or "userspace".
+    pub backend: String,
+    pub introducer: bool,
+    pub peers_active: usize,
+    pub peers_total: usize,
+}
+
+/// One peer block: `wg show`'s facts plus the mesh's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PeerReport {
+    pub public_key: String,
+    pub hostname: String,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Vec<String>,
+    /// Unix seconds of the latest handshake, null if none.
+    pub latest_handshake: Option<u64>,
+    pub transfer_rx: u64,
+    pub transfer_tx: u64,
+    pub persistent_keepalive: Option<u16>,
+    pub mesh_ipv4: String,
+    pub mesh_ipv6: Option<String>,
+    /// "direct", "direct (lan)" or "relay via <hostname>".
+    pub path: String,
+    /// Why the peer is relayed (null when direct).
+    pub relay_reason: Option<String>,
+    pub nat_type: String,
+    pub discovered_via: Vec<String>,
+    /// Unix seconds the peer was last heard of directly.
+    pub last_seen: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    pub active: bool,
+}
+
+/// Everything `wgmesh show` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ShowReport {
+    pub interface: InterfaceReport,
+    pub peers: Vec<PeerReport>,
+}

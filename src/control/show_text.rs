@@ -1,0 +1,215 @@
+//! Human output of `wgmesh show`, in `wg show`'s shape and vocabulary ("latest handshake:
+//! 1 minute, 5 seconds ago", "transfer: 1.20 KiB received, 3.40 KiB sent"), plus the mesh's
+//! facts (hostname, mesh IPs, path, NAT type, discovered via, last seen, RTT).
+
+use std::fmt::Write as _;
+
+use super::report::{PeerReport, ShowReport};
+
+/// `wg`'s duration wording: "1 day, 2 hours, 5 seconds".
+pub fn pretty_duration(mut secs: u64) -> String {
+    if secs == 0 {
+        return "Now".into();
+    }
+    let units = [
+        ("year", 365 * 24 * 3600),
+        ("day", 24 * 3600),
+        ("hour", 3600),
+        ("minute", 60),
+        ("second", 1),
+    ];
+    let mut parts = Vec::new();
+    for (name, size) in units {
+        let n = secs / size;
+        secs %= size;
+        if n > 0 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `wg`'s byte wording: "123 B", "1.20 KiB", "3.40 MiB".
+pub fn pretty_bytes(bytes: u64) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = units[0];
+    for u in &units[1..] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    format!("{value:.2} {unit}")
+}
+
+fn ago(now_unix: u64, then: u64) -> String {
+    let d = now_unix.saturating_sub(then);
+    if d == 0 {
+        "Now".into()
+    } else {
+        format!("{} ago", pretty_duration(d))
+    }
+}
+
+fn peer_block(out: &mut String, p: &PeerReport, now_unix: u64) {
+    let _ = writeln!(out, "peer: {}", p.public_key);
+    let _ = writeln!(out, "  hostname: {}", p.hostname);
+    if let Some(e) = &p.endpoint {
+        let _ = writeln!(out, "  endpoint: {e}");
+    }
+    let ips = if p.allowed_ips.is_empty() {
+        "(none)".to_string()
+    } else {
+        p.allowed_ips.join(", ")
+    };
+    let _ = writeln!(out, "  allowed ips: {ips}");
+    if let Some(h) = p.latest_handshake {
+        let _ = writeln!(out, "  latest handshake: {}", ago(now_unix, h));
+    }
+    if p.transfer_rx > 0 || p.transfer_tx > 0 {
+        let _ = writeln!(
+            out,
+            "  transfer: {} received, {} sent",
+            pretty_bytes(p.transfer_rx),
+            pretty_bytes(p.transfer_tx)
+        );
+    }
+    if let Some(k) = p.persistent_keepalive {
+        let _ = writeln!(
+            out,
+            "  persistent keepalive: every {}",
+            pretty_duration(k.into())
+        );
+    }
+    let mesh = match &p.mesh_ipv6 {
+        Some(v6) => format!("{}, {v6}", p.mesh_ipv4),
+        None => p.mesh_ipv4.clone(),
+    };
+    let _ = writeln!(out, "  mesh ips: {mesh}");
+    match &p.relay_reason {
+        Some(why) => {
+            let _ = writeln!(out, "  path: {} ({why})", p.path);
+        }
+        None => {
+            let _ = writeln!(out, "  path: {}", p.path);
+        }
+    }
+    let _ = writeln!(out, "  nat type: {}", p.nat_type);
+    let _ = writeln!(out, "  discovered via: {}", p.discovered_via.join(", "));
+    if let Some(s) = p.last_seen {
+        let _ = writeln!(
+            out,
+            "  last seen: {}{}",
+            ago(now_unix, s),
+            if p.active { "" } else { " (inactive)" }
+        );
+    }
+    if let Some(rtt) = p.rtt_ms {
+        let _ = writeln!(out, "  rtt: {rtt:.1} ms");
+    }
+}
+
+/// Renders the report; `now_unix` makes "N seconds ago" testable.
+pub fn render(report: &ShowReport, now_unix: u64) -> String {
+    let i = &report.interface;
+    let mut out = String::new();
+    let _ = writeln!(out, "interface: {}", i.name);
+    let _ = writeln!(out, "  public key: {}", i.public_key);
+    let _ = writeln!(out, "  listening port: {}", i.listen_port);
+    let _ = writeln!(out, "  mesh ipv4: {}", i.mesh_ipv4);
+    if let Some(v6) = &i.mesh_ipv6 {
+        let _ = writeln!(out, "  mesh ipv6: {v6}");
+    }
+    let _ = writeln!(out, "  network id: {}", i.network_id);
+    let _ = writeln!(out, "  nat type: {}", i.nat_type);
+    if let Some(e) = &i.public_endpoint {
+        let _ = writeln!(out, "  public endpoint: {e}");
+    }
+    let _ = writeln!(out, "  backend: {}", i.backend);
+    let _ = writeln!(
+        out,
+        "  introducer: {}",
+        if i.introducer { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        out,
+        "  peers: {} active, {} total",
+        i.peers_active, i.peers_total
+    );
+    for p in &report.peers {
+        out.push('\n');
+        peer_block(&mut out, p, now_unix);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::report::InterfaceReport;
+
+    #[test]
+    fn durations_and_bytes_read_like_wg_show() {
+        assert_eq!(pretty_duration(65), "1 minute, 5 seconds");
+        assert_eq!(pretty_duration(2 * 86400 + 1), "2 days, 1 second");
+        assert_eq!(pretty_duration(25), "25 seconds");
+        assert_eq!(pretty_bytes(100), "100 B");
+        assert_eq!(pretty_bytes(1229), "1.20 KiB");
+        assert_eq!(pretty_bytes(5 * 1024 * 1024), "5.00 MiB");
+    }
+
+    #[test]
+    fn render_has_the_interface_and_peer_blocks() {
+        let report = ShowReport {
+            interface: InterfaceReport {
+                name: "wg0".into(),
+                public_key: "PUB".into(),
+                listen_port: 51820,
+                mesh_ipv4: "10.1.2.3/16".into(),
+                backend: "userspace".into(),
+                peers_active: 1,
+                peers_total: 1,
+                ..Default::default()
+            },
+            peers: vec![PeerReport {
+                public_key: "PEER".into(),
+                hostname: "b".into(),
+                endpoint: Some("192.168.1.2:51820".into()),
+                allowed_ips: vec!["10.1.9.9/32".into()],
+                latest_handshake: Some(995),
+                transfer_rx: 2048,
+                transfer_tx: 100,
+                persistent_keepalive: Some(25),
+                mesh_ipv4: "10.1.9.9".into(),
+                path: "relay via c".into(),
+                relay_reason: Some("handshake stale".into()),
+                nat_type: "symmetric".into(),
+                discovered_via: vec!["lan".into(), "gossip".into()],
+                last_seen: Some(1000),
+                rtt_ms: Some(1.25),
+                active: true,
+                ..Default::default()
+            }],
+        };
+        let text = render(&report, 1000);
+        for want in [
+            "interface: wg0",
+            "peers: 1 active, 1 total",
+            "peer: PEER",
+            "latest handshake: 5 seconds ago",
+            "transfer: 2.00 KiB received, 100 B sent",
+            "persistent keepalive: every 25 seconds",
+            "path: relay via c (handshake stale)",
+            "discovered via: lan, gossip",
+            "last seen: Now",
+            "rtt: 1.2 ms",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+}
