@@ -21,3 +21,5 @@ cargo build --locked
 cargo test --locked
 step "independent protocol cross-check (Python)"
 python3 netns-tests/protocol/check_protocol.py target/debug/wgmesh
+step "systemd unit sandbox exposure"
+bash netns-tests/unit-security.sh
