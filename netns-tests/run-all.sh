@@ -10,8 +10,8 @@ fi
 step() { printf '\n=== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no spawning of wg/ip/iptables/nft/sysctl in src/"
 if grep -rnE 'Command::new\("(wg|ip|iptables|nft|sysctl)"\)' src/; then
     echo "FAIL: src/ must drive the kernel over netlink, not by running tools"; exit 1
@@ -23,3 +23,8 @@ step "independent protocol cross-check (Python)"
 python3 netns-tests/protocol/check_protocol.py target/debug/wgmesh
 step "systemd unit sandbox exposure"
 bash netns-tests/unit-security.sh
+step "man pages and completions from the clap definitions"
+cargo xtask assets target/assets
+for f in man/wgmesh.8 man/wgmesh-secret-inspect.8 completions/wgmesh.bash completions/_wgmesh completions/wgmesh.fish; do
+    [ -s "target/assets/$f" ] || { echo "FAIL: target/assets/$f was not generated"; exit 1; }
+done
