@@ -648,6 +648,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses_and_uncommented_it_still_does() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/example.toml");
+        assert_eq!(read_config_file(Path::new(path)).unwrap(), ConfigFile::default());
+        let uncommented: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+            .map(|l| format!("{}\n", l.split("   #").next().unwrap_or(l)))
+            .collect();
+        let f: ConfigFile = toml::from_str(&uncommented).unwrap();
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.listen_port, 51820);
+        assert_eq!(c.advertise_routes, vec!["192.168.1.0/24".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
     fn reload_separates_live_changes_from_restart_ones() {
         let a =
             DaemonConfig::resolve(&UpArgs::default(), &ConfigFile::default(), None, None).unwrap();
