@@ -650,7 +650,10 @@ mod tests {
     #[test]
     fn the_shipped_example_config_parses_and_uncommented_it_still_does() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/example.toml");
-        assert_eq!(read_config_file(Path::new(path)).unwrap(), ConfigFile::default());
+        assert_eq!(
+            read_config_file(Path::new(path)).unwrap(),
+            ConfigFile::default()
+        );
         let uncommented: String = std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -660,7 +663,10 @@ mod tests {
         let f: ConfigFile = toml::from_str(&uncommented).unwrap();
         let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
         assert_eq!(c.listen_port, 51820);
-        assert_eq!(c.advertise_routes, vec!["192.168.1.0/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            c.advertise_routes,
+            vec!["192.168.1.0/24".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]
