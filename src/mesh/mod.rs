@@ -1,4 +1,34 @@
-//! Ring 2: the mesh core. Owns every policy (peer store, merge rules, planner, diff, relay
-//! choice, NAT matrix, collisions, health state machines); pure and virtual-time tested.
-//! Imports only `proto` and `identity`. Filled by the mesh-core issue.
+//! Ring 2: the mesh core. Owns every policy of the product, once: the peer store and its merge
+//! rules, endpoint ranking, route acceptance, the planner (desired WireGuard peers, routes and
+//! relay forwarding), the diff against what is applied, relay choice, the NAT matrix and
+//! keepalive table, address collisions, and the health state machines.
+//!
+//! Pure and sans-IO: no sockets, files, environment or clock reads. Time comes in as a
+//! [`Millis`] value and every function is tested under virtual time. Imports only `proto` and
+//! `identity` of this crate.
 #![forbid(unsafe_code)]
+
+pub mod collision;
+pub mod events;
+pub mod peer;
+pub mod rank;
+pub mod store;
+pub mod time;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub use collision::{AddressCheck, AddressError, LocalAddressVerdict, local_address_verdict};
+pub use events::{PeerEvent, RemoveReason};
+pub use peer::{PeerEntry, PeerUpdate};
+pub use rank::{DiscoveryMethod, EndpointClaim, pick_candidate, should_update_endpoint};
+pub use store::{CachedPeer, PeerStore, RestoreReport, StoreConfig, StoreError, UpdateOutcome};
+pub use time::Millis;
+
+/// A WireGuard public key (32 raw bytes): the key of every peer in the mesh core.
+pub type WgKey = crate::proto::WgPublicKey;
+
+/// The first 8 bytes of a key in hex, for logs and error messages.
+pub fn short_key(key: &WgKey) -> String {
+    hex::encode(&key[..8])
+}
