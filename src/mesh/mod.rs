@@ -9,19 +9,42 @@
 #![forbid(unsafe_code)]
 
 pub mod collision;
+pub mod diff;
 pub mod events;
+pub mod health;
+pub mod nat;
 pub mod peer;
+pub mod plan;
 pub mod rank;
+pub mod relay;
+pub mod routes;
 pub mod store;
 pub mod time;
 
 #[cfg(test)]
 pub(crate) mod testkit;
 
-pub use collision::{AddressCheck, AddressError, LocalAddressVerdict, local_address_verdict};
+pub use collision::{
+    AddressCheck, AddressError, CollisionError, LocalAddressVerdict, local_address_verdict,
+};
+pub use diff::{Diff, PeerChanges, PeerOp, RouteOp, apply_diff, diff};
 pub use events::{PeerEvent, RemoveReason};
+pub use health::{
+    HandshakeAction, HandshakeMonitor, HandshakeSample, LinkQuality, OfflineList, ProbeMonitor,
+    ProbeVerdict,
+};
+pub use nat::{AttemptOrder, attempt_order, direct_first, keepalive_between, keepalive_for};
 pub use peer::{PeerEntry, PeerUpdate};
+pub use plan::{
+    DesiredPeer, DesiredRoute, DesiredState, HealthView, LocalPlanConfig, Plan, PresharedKey,
+    SkipReason, plan,
+};
 pub use rank::{DiscoveryMethod, EndpointClaim, pick_candidate, should_update_endpoint};
+pub use relay::{
+    RelayCandidate, RelayChoice, RelayCooldowns, RelayHysteresis, RelayInputs, RelayTracker,
+    RelayVerdict, select_relay, should_relay,
+};
+pub use routes::{RouteAcceptance, RoutePolicy};
 pub use store::{CachedPeer, PeerStore, RestoreReport, StoreConfig, StoreError, UpdateOutcome};
 pub use time::Millis;
 
