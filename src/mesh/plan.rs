@@ -213,6 +213,10 @@ pub fn plan(
             _ => *key,
         }
     };
+    let members: Vec<(&WgKey, &PeerEntry, WgKey)> = eligible
+        .iter()
+        .map(|(key, entry)| (key, *entry, carrier_of(key)))
+        .collect();
 
     // 3. Who keeps each contested mesh IPv4 (this node takes part in the contest).
     let owners = ipv4_owners(
@@ -221,8 +225,7 @@ pub fn plan(
     );
 
     // 4. WireGuard entries for every carrier.
-    for (key, entry) in &eligible {
-        let carrier = carrier_of(key);
+    for &(key, entry, carrier) in &members {
         if carrier != *key {
             out.skipped
                 .insert(*key, SkipReason::Relayed { via: carrier });
@@ -247,8 +250,7 @@ pub fn plan(
 
     // 5. Mesh addresses first, then routes; every network on one peer at most.
     let mut claimed: BTreeSet<IpNet> = [host4(local.mesh_ipv4)].into_iter().collect();
-    for (key, entry) in &eligible {
-        let carrier = carrier_of(key);
+    for &(key, entry, carrier) in &members {
         let Some(target) = out.desired.peers.get_mut(&carrier) else {
             continue;
         };
@@ -269,8 +271,7 @@ pub fn plan(
             target.allowed_ips.insert(net6);
         }
     }
-    for (key, entry) in &eligible {
-        let carrier = carrier_of(key);
+    for &(_, entry, carrier) in &members {
         let Some(target) = out.desired.peers.get_mut(&carrier) else {
             continue;
         };

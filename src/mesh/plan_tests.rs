@@ -344,3 +344,46 @@ proptest! {
         }
     }
 }
+
+/// The whole trip inside the core: a record into the store, plan, diff; then a newer record
+/// that withdraws a route, and the diff that removes it.
+#[test]
+fn a_withdrawn_route_leaves_the_kernel_through_plan_and_diff() {
+    use crate::mesh::diff::{RouteOp, apply_diff, diff};
+    use crate::mesh::peer::PeerUpdate;
+    use crate::mesh::store::{PeerStore, StoreConfig};
+
+    let store = PeerStore::new(StoreConfig::default(), testkit::address_check());
+    let mut r = testkit::record(1);
+    r.routes = vec![net("192.168.10.0/24"), net("192.168.20.0/24")];
+    store
+        .update(PeerUpdate::new(r.clone(), DiscoveryMethod::Dht), NOW)
+        .unwrap();
+    let mut applied = DesiredState::default();
+    let first = plan(&store.snapshot(), &local(), &HealthView::default(), NOW);
+    let d = diff(&first.desired, &applied);
+    apply_diff(&mut applied, &d);
+    assert_eq!(applied.routes.len(), 2);
+    assert!(
+        diff(&first.desired, &applied).is_empty(),
+        "a second pass does nothing"
+    );
+
+    r.sequence = 2;
+    r.routes = vec![net("192.168.20.0/24")];
+    store
+        .update(PeerUpdate::new(r.clone(), DiscoveryMethod::Gossip), NOW)
+        .unwrap();
+    let second = plan(&store.snapshot(), &local(), &HealthView::default(), NOW);
+    let d = diff(&second.desired, &applied);
+    assert_eq!(d.peers.len(), 1, "one update: allowed IPs shrink");
+    assert_eq!(
+        d.routes,
+        vec![RouteOp::Remove(DesiredRoute {
+            destination: net("192.168.10.0/24"),
+            via_peer: r.wireguard_public,
+        })]
+    );
+    apply_diff(&mut applied, &d);
+    assert_eq!(applied, second.desired);
+}
