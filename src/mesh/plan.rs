@@ -10,7 +10,7 @@
 //! addresses before routes, then peers in key order).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -175,8 +175,8 @@ pub fn plan(
         ..Plan::default()
     };
 
-    // 1. Who takes part.
-    let mut eligible: BTreeMap<WgKey, &PeerEntry> = BTreeMap::new();
+    // 1. Who takes part, in key order (one entry per key).
+    let mut eligible: Vec<&PeerEntry> = Vec::with_capacity(peers.len());
     for entry in peers {
         let key = *entry.key();
         let skip = if key == local.wireguard_public {
@@ -192,49 +192,46 @@ pub fn plan(
             Some(reason) => {
                 out.skipped.insert(key, reason);
             }
-            None => {
-                eligible.insert(key, entry);
-            }
+            None => eligible.push(entry),
         }
     }
+    eligible.sort_by(|a, b| a.key().cmp(b.key()));
+    eligible.dedup_by(|a, b| a.key() == b.key());
+    let index_of = |key: &WgKey| eligible.binary_search_by(|e| e.key().cmp(key)).ok();
 
-    // 2. Who carries whom: a relayed peer rides on its relay when the relay takes part itself,
-    //    is not this node, and is not relayed in turn.
-    let carrier_of = |key: &WgKey| -> WgKey {
-        match health.relayed.get(key) {
-            Some(relay)
-                if relay != key
-                    && *relay != local.wireguard_public
-                    && eligible.contains_key(relay)
-                    && !health.relayed.contains_key(relay) =>
-            {
-                *relay
-            }
-            _ => *key,
-        }
-    };
-    let members: Vec<(&WgKey, &PeerEntry, WgKey)> = eligible
+    // 2. Who carries whom (by index): a relayed peer rides on its relay when the relay takes
+    //    part itself, is not this node, and is not relayed in turn.
+    let carriers: Vec<usize> = eligible
         .iter()
-        .map(|(key, entry)| (key, *entry, carrier_of(key)))
+        .enumerate()
+        .map(|(i, e)| {
+            health
+                .relayed
+                .get(e.key())
+                .filter(|relay| {
+                    *relay != e.key()
+                        && **relay != local.wireguard_public
+                        && !health.relayed.contains_key(*relay)
+                })
+                .and_then(index_of)
+                .unwrap_or(i)
+        })
         .collect();
 
     // 3. Who keeps each contested mesh IPv4 (this node takes part in the contest).
     let owners = ipv4_owners(
         std::iter::once((&local.wireguard_public, local.mesh_ipv4))
-            .chain(eligible.values().map(|e| (e.key(), e.record.mesh_ipv4))),
+            .chain(eligible.iter().map(|e| (e.key(), e.record.mesh_ipv4))),
     );
 
     // 4. WireGuard entries for every carrier.
-    for &(key, entry, carrier) in &members {
-        if carrier != *key {
-            out.skipped
-                .insert(*key, SkipReason::Relayed { via: carrier });
-            continue;
-        }
-        out.desired.peers.insert(
-            *key,
-            DesiredPeer {
-                public_key: *key,
+    let mut entries: Vec<Option<DesiredPeer>> = eligible
+        .iter()
+        .zip(&carriers)
+        .enumerate()
+        .map(|(i, (entry, carrier))| {
+            (*carrier == i).then(|| DesiredPeer {
+                public_key: *entry.key(),
                 preshared_key: local.preshared_key.clone(),
                 endpoint: entry.endpoint_addr(),
                 allowed_ips: BTreeSet::new(),
@@ -244,44 +241,67 @@ pub fn plan(
                     )
                     .unwrap_or(u16::MAX),
                 ),
-            },
-        );
+            })
+        })
+        .collect();
+    for (entry, carrier) in eligible.iter().zip(&carriers) {
+        if let Some(relay) = eligible.get(*carrier).filter(|r| r.key() != entry.key()) {
+            out.skipped
+                .insert(*entry.key(), SkipReason::Relayed { via: *relay.key() });
+        }
     }
 
-    // 5. Mesh addresses first, then routes; every network on one peer at most.
-    let mut claimed: BTreeSet<IpNet> = [host4(local.mesh_ipv4)].into_iter().collect();
-    for &(key, entry, carrier) in &members {
-        let Some(target) = out.desired.peers.get_mut(&carrier) else {
+    // 5. Mesh addresses first, then routes; every network on one peer at most. A mesh IPv4
+    //    goes to its owner (never this node's own address); a mesh IPv6 to the first claimant
+    //    in key order; a route to the first claimant that collides with neither.
+    let mut ipv6_taken: BTreeSet<Ipv6Addr> = BTreeSet::new();
+    for (entry, carrier) in eligible.iter().zip(&carriers) {
+        // Every carrier index holds an entry (step 4 made one for each i == carriers[i], and a
+        // relay's own carrier is itself); a miss only skips.
+        let Some(target) = entries.get_mut(*carrier).and_then(Option::as_mut) else {
             continue;
         };
-        match owners.get(&entry.record.mesh_ipv4) {
-            Some(owner) if owner == key => {
-                let net = host4(entry.record.mesh_ipv4);
-                if claimed.insert(net) {
-                    target.allowed_ips.insert(net);
-                }
+        let ipv4 = entry.record.mesh_ipv4;
+        match owners.get(&ipv4) {
+            Some(owner) if owner == entry.key() && ipv4 != local.mesh_ipv4 => {
+                target.allowed_ips.insert(host4(ipv4));
             }
-            Some(owner) => {
-                out.ipv4_lost.insert(*key, *owner);
+            Some(owner) if owner != entry.key() => {
+                out.ipv4_lost.insert(*entry.key(), *owner);
             }
-            None => {}
+            _ => {}
         }
-        let net6 = host(IpAddr::V6(entry.record.mesh_ipv6));
-        if claimed.insert(net6) {
-            target.allowed_ips.insert(net6);
+        if ipv6_taken.insert(entry.record.mesh_ipv6) {
+            target
+                .allowed_ips
+                .insert(host(IpAddr::V6(entry.record.mesh_ipv6)));
         }
     }
-    for &(_, entry, carrier) in &members {
-        let Some(target) = out.desired.peers.get_mut(&carrier) else {
+    let taken_by_mesh = |net: &IpNet| match net {
+        IpNet::V4(n) if n.prefix_len() == 32 => owners.contains_key(&n.addr()),
+        IpNet::V6(n) if n.prefix_len() == 128 => ipv6_taken.contains(&n.addr()),
+        _ => false,
+    };
+    for (entry, carrier) in eligible.iter().zip(&carriers) {
+        if entry.record.routes.is_empty() {
+            continue;
+        }
+        let Some(target) = entries.get_mut(*carrier).and_then(Option::as_mut) else {
             continue;
         };
         for net in local.routes.filter(&entry.record.routes) {
-            if claimed.insert(net) {
+            if !taken_by_mesh(&net) && !out.desired.routes.contains_key(&net) {
                 target.allowed_ips.insert(net);
-                out.desired.routes.insert(net, carrier);
+                out.desired.routes.insert(net, target.public_key);
             }
         }
     }
+    // Keys are in ascending order: the map is built in bulk.
+    out.desired.peers = entries
+        .into_iter()
+        .flatten()
+        .map(|p| (p.public_key, p))
+        .collect();
     out
 }
 

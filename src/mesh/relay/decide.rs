@@ -6,10 +6,13 @@
 //! punching goes on; otherwise direct. Hysteresis: once relayed, a peer goes back to direct only
 //! after 3 consecutive checks judge direct healthy.
 
+use ipnet::IpNet;
+
 use crate::mesh::WgKey;
 use crate::mesh::health::is_stale;
 use crate::mesh::nat::AttemptOrder;
 use crate::mesh::time::Millis;
+use crate::proto::{EndpointKind, NodeRecord};
 
 /// Consecutive healthy-direct checks before a relayed peer goes direct again.
 pub const DIRECT_CHECKS_TO_LEAVE_RELAY: u8 = 3;
@@ -61,6 +64,16 @@ pub enum RelayVerdict {
     Never(NeverRelayReason),
     Relay(RelayReason),
     Direct,
+}
+
+/// Whether a peer is on one of this node's LANs: one of its LAN endpoint candidates lies in one
+/// of `local_networks` (the networks of this node's interfaces).
+pub fn on_shared_lan(record: &NodeRecord, local_networks: &[IpNet]) -> bool {
+    record
+        .endpoints
+        .iter()
+        .filter(|c| c.kind == EndpointKind::Lan)
+        .any(|c| local_networks.iter().any(|n| n.contains(&c.addr.ip())))
 }
 
 /// One check's judgement for one peer (no memory; [`RelayHysteresis`] adds it).
@@ -297,6 +310,26 @@ mod tests {
         for (why, inputs, expected) in table {
             assert_eq!(should_relay(&inputs, NOW), expected, "{why}");
         }
+    }
+
+    #[test]
+    fn shared_lan_is_a_lan_candidate_inside_a_local_network() {
+        use crate::proto::EndpointCandidate;
+        let mut r = crate::mesh::testkit::record(1);
+        let lans: Vec<IpNet> = vec!["192.168.1.0/24".parse().unwrap()];
+        let cand = |kind, a: &str| EndpointCandidate {
+            kind,
+            addr: a.parse().unwrap(),
+        };
+        r.endpoints = vec![cand(EndpointKind::Stun, "192.168.1.9:51820")];
+        assert!(!on_shared_lan(&r, &lans), "only LAN candidates count");
+        r.endpoints
+            .push(cand(EndpointKind::Lan, "192.168.2.9:51820"));
+        assert!(!on_shared_lan(&r, &lans), "another LAN");
+        r.endpoints
+            .push(cand(EndpointKind::Lan, "192.168.1.7:51820"));
+        assert!(on_shared_lan(&r, &lans));
+        assert!(!on_shared_lan(&r, &[]));
     }
 
     #[test]

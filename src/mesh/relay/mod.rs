@@ -8,10 +8,10 @@ pub mod tracker;
 
 pub use decide::{
     DIRECT_CHECKS_TO_LEAVE_RELAY, NeverRelayReason, RelayHysteresis, RelayInputs, RelayReason,
-    RelayVerdict, should_relay,
+    RelayVerdict, on_shared_lan, should_relay,
 };
 pub use select::{
     INTRODUCER_FRESH_FOR, RELAY_FAILURE_COOLDOWN, RelayCandidate, RelayChoice, RelayCooldowns,
-    pair_hash, select_relay,
+    pair_hash, relay_candidates, select_relay,
 };
 pub use tracker::RelayTracker;

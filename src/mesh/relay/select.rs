@@ -12,6 +12,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::mesh::WgKey;
+use crate::mesh::health::OfflineList;
+use crate::mesh::peer::PeerEntry;
 use crate::mesh::time::Millis;
 
 /// An introducer not seen for this long is not a relay candidate.
@@ -46,6 +48,35 @@ impl RelayCandidate {
         let product = u32::from(a.min(100)) * u32::from(b.min(100)) / 100;
         Some(product.saturating_sub(self.load.saturating_mul(LOAD_PENALTY_PER_SESSION)))
     }
+}
+
+/// The relay candidates among store peers: every introducer, with its last-seen time, whether
+/// it is offline, the measured quality of the local leg (`local_quality`, from the probe
+/// monitor) and, when reported, the peer leg and load (`reported`, from the relay's reports).
+pub fn relay_candidates(
+    peers: &[PeerEntry],
+    offline: &OfflineList,
+    local_quality: impl Fn(&WgKey) -> Option<u8>,
+    reported: impl Fn(&WgKey) -> (Option<u8>, u32),
+    now: Millis,
+) -> Vec<RelayCandidate> {
+    peers
+        .iter()
+        .filter(|e| e.record.introducer)
+        .map(|e| {
+            let key = *e.key();
+            let (peer_leg_quality, load) = reported(&key);
+            RelayCandidate {
+                key,
+                introducer: true,
+                last_seen: e.last_seen,
+                offline: offline.is_offline(&key, now),
+                local_leg_quality: local_quality(&key),
+                peer_leg_quality,
+                load,
+            }
+        })
+        .collect()
 }
 
 /// The relay chosen for a pair, and the fallbacks.
@@ -166,6 +197,37 @@ mod tests {
 
     const A: WgKey = [1; 32];
     const B: WgKey = [2; 32];
+
+    #[test]
+    fn candidates_come_from_introducers_in_the_store() {
+        use crate::mesh::rank::DiscoveryMethod;
+        let entry = |n: u32, introducer: bool| {
+            let mut record = crate::mesh::testkit::record(n);
+            record.introducer = introducer;
+            PeerEntry {
+                record,
+                signed: None,
+                endpoint: None,
+                discovered_via: vec![DiscoveryMethod::Dht],
+                first_seen: NOW,
+                last_seen: NOW,
+                restored_at: None,
+            }
+        };
+        let peers = [entry(1, true), entry(2, false), entry(3, true)];
+        let mut offline = OfflineList::default();
+        offline.mark(*peers[2].key(), NOW);
+        let c = relay_candidates(&peers, &offline, |_| Some(80), |_| (Some(70), 3), NOW);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].key, *peers[0].key());
+        assert_eq!(
+            (c[0].local_leg_quality, c[0].peer_leg_quality, c[0].load),
+            (Some(80), Some(70), 3)
+        );
+        assert!(!c[0].offline && c[1].offline);
+        let choice = select_relay(&c, &A, &B, &RelayCooldowns::default(), NOW).unwrap();
+        assert_eq!(choice.relay, *peers[0].key(), "the offline one is skipped");
+    }
 
     #[test]
     fn candidates_are_filtered() {
