@@ -6,6 +6,22 @@
 //! Pure and sans-IO: no sockets, files, environment or clock reads. Time comes in as a
 //! [`Millis`] value and every function is tested under virtual time. Imports only `proto` and
 //! `identity` of this crate.
+//!
+//! How the daemon drives it (one trip, see docs/ARCHITECTURE.md):
+//! - discovery verifies a record (`proto::RecordVerifier`, passing
+//!   [`PeerStore::held_sequence`]) and calls [`PeerStore::update`] with a [`PeerUpdate`];
+//!   the store checks the record's mesh addresses ([`AddressCheck`]) and merges it;
+//! - a [`PeerEvent`] wakes the reconciler: [`plan()`] over [`PeerStore::snapshot`], then
+//!   [`diff()`] against the last applied [`DesiredState`]; the platform applies the [`Diff`],
+//!   and the reconciler records it with [`apply_diff`];
+//! - every few seconds health feeds WireGuard's handshake/transfer counters to the
+//!   [`HandshakeMonitor`], probes through the [`ProbeMonitor`], and runs the [`RelayTracker`]
+//!   per peer; its [`RelayTracker::relayed`] map and the [`OfflineList`] form the
+//!   [`HealthView`] the next plan reads;
+//! - every minute [`PeerStore::cleanup`]; on start [`PeerStore::restore`] from the cache, on
+//!   exit and periodically [`PeerStore::cache_entries`] to it;
+//! - [`local_address_verdict`] tells this node when it lost its mesh IPv4 and must re-derive
+//!   it with the next nonce.
 #![forbid(unsafe_code)]
 
 pub mod collision;

@@ -57,6 +57,9 @@ pub fn attempt_order(local: NatType, peer: NatType) -> AttemptOrder {
 
 /// Persistent keepalive a node behind `nat` needs to keep its mapping open: open 60 s,
 /// full-cone 45, restricted 30, port-restricted 15, symmetric 8, unknown 25.
+///
+/// Open nodes need none for their NAT, but get 60 s anyway: the handshake monitor judges a
+/// peer by handshake age and traffic, and an idle link with no keepalive would look stale.
 pub fn keepalive_for(nat: NatType) -> Duration {
     Duration::from_secs(match nat {
         NatType::Open => 60,
