@@ -446,3 +446,45 @@ fn restore_into_a_known_peer_merges_as_cache() {
         "the signed form of the same record is learnt"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever order updates arrive in: the newest record is held, discovered-via lists
+        /// each method once in first-seen order, and last-seen is the latest direct sighting.
+        #[test]
+        fn merge_keeps_the_newest_record_and_first_seen_methods(
+            updates in prop::collection::vec((1u64..20, 0usize..9, 0u64..600), 1..40)
+        ) {
+            let s = store();
+            let mut max_seq = 0;
+            let mut methods: Vec<M> = Vec::new();
+            let mut last_direct: Option<Millis> = None;
+            let mut t = at(0);
+            for (seq, m, dt) in &updates {
+                t = t + Duration::from_millis(*dt);
+                let method = M::ALL[*m];
+                let mut r = record(1);
+                r.sequence = *seq;
+                r.hostname = format!("seq-{seq}");
+                s.update(PeerUpdate::new(r, method), t).unwrap();
+                max_seq = max_seq.max(*seq);
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+                // The first sighting (insert) sets last-seen whatever the method.
+                if method.is_direct() || last_direct.is_none() {
+                    last_direct = Some(t);
+                }
+            }
+            let e = s.get(&key(1)).unwrap();
+            prop_assert_eq!(e.record.sequence, max_seq);
+            prop_assert_eq!(e.record.hostname, format!("seq-{max_seq}"));
+            prop_assert_eq!(e.discovered_via, methods);
+            prop_assert_eq!(Some(e.last_seen), last_direct);
+        }
+    }
+}
