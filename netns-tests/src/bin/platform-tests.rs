@@ -139,6 +139,40 @@ fn test_peers(lab: &Lab, backend: ResolvedBackend) {
     assert_eq!(state.public_key, Some(kp.public));
     pass("read() returns what was applied");
 
+    if let (Some(pid), Some(mut restarts)) = (dev.userspace_pid(), dev.userspace_restarts()) {
+        // supervision: wireguard-go dies -> restarted, device settings re-sent, peers restored
+        // by the next sync
+        let raw = i32::try_from(pid).expect("pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(raw),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill wireguard-go");
+        let restarted = ex.run(move || async move {
+            tokio::time::timeout(Duration::from_secs(10), restarts.changed())
+                .await
+                .is_ok()
+        });
+        assert!(restarted, "wireguard-go was not restarted");
+        let new_pid = dev.userspace_pid().expect("new pid");
+        lab.record_pid(new_pid);
+        assert_ne!(new_pid, pid);
+        let name = ifn.clone();
+        let dump = ex.sync(move || wg_dump(&name)).expect("dump after restart");
+        assert_eq!(
+            dump.public_key,
+            b64(&kp.public),
+            "key re-sent after restart"
+        );
+        assert_eq!(dump.listen_port, 51820);
+        assert!(dump.peers.is_empty());
+        assert_eq!(apply(&ex, &dev, &peers), 1);
+        check_dump(&ex, &ifn, &peers, "after wireguard-go restart, one sync");
+        pass(&format!(
+            "wireguard-go killed (pid {pid}) -> restarted (pid {new_pid}), key/port re-sent, peers restored"
+        ));
+    }
+
     let d = Arc::clone(&dev);
     ex.run(move || async move { d.delete().await })
         .expect("delete");
@@ -151,6 +185,45 @@ fn test_peers(lab: &Lab, backend: ResolvedBackend) {
         lab.leftover_sockets()
     );
     pass("delete removes the interface (and wireguard-go, its socket)");
+}
+
+/// `--backend auto|kernel|userspace` resolution against this kernel.
+fn test_backend_choice(lab: &Lab, backend: ResolvedBackend) {
+    use wgmesh::platform::BackendChoice;
+    use wgmesh::platform::linux::detect::{genl_family_present, resolve_backend};
+    println!("== backend selection ({backend})");
+    let ns = lab.add_ns("detect");
+    let ex = NsExec::new(Some(&ns)).expect("ns executor");
+    let (auto, kernel, genl) = ex.run(|| async {
+        let net = RtnlNetwork::new().expect("rtnetlink");
+        let auto = resolve_backend(BackendChoice::Auto, &net)
+            .await
+            .expect("auto");
+        let kernel = resolve_backend(BackendChoice::Kernel, &net).await;
+        let genl = tokio::task::spawn_blocking(genl_family_present)
+            .await
+            .expect("join");
+        (auto, kernel.map_err(|e| e.to_string()), genl)
+    });
+    if backend == ResolvedBackend::Kernel {
+        assert!(genl, "wireguard genl family must be present in the VM");
+        assert_eq!(auto, ResolvedBackend::Kernel);
+        assert_eq!(kernel, Ok(ResolvedBackend::Kernel));
+        pass("genl family `wireguard` found; auto -> kernel; --backend kernel accepted");
+    } else if genl {
+        assert_eq!(auto, ResolvedBackend::Kernel);
+        pass("this host has kernel WireGuard: auto -> kernel");
+    } else {
+        assert_eq!(auto, ResolvedBackend::Userspace);
+        let err = kernel.expect_err("kernel must be refused without the module");
+        assert!(err.contains("wireguard-go"), "error says what to do: {err}");
+        pass(&format!(
+            "no kernel WireGuard here: auto -> userspace; --backend kernel refused: {err}"
+        ));
+    }
+    let env = BackendChoice::from_flag_and_env(Some("kernel"), Some("userspace"));
+    assert_eq!(env, Ok(BackendChoice::Userspace));
+    pass("WGMESH_BACKEND overrides --backend");
 }
 
 struct Node {
@@ -557,6 +630,7 @@ fn main() {
     );
     let t0 = Instant::now();
     let lab = Lab::new();
+    test_backend_choice(&lab, backend);
     test_peers(&lab, backend);
     test_tunnel(&lab, backend);
     wgmesh_netns_tests::lab::cleanup_all();

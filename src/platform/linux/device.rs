@@ -32,6 +32,15 @@ impl LinuxWireGuard {
         }
     }
 
+    /// Restart counter of wireguard-go for a userspace device (a change means the device
+    /// lost its peers and addresses; the next reconcile restores them).
+    pub fn userspace_restarts(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            Self::Kernel(_) => None,
+            Self::Userspace(u) => Some(u.process().restarts()),
+        }
+    }
+
     /// PID of wireguard-go for a userspace device.
     pub fn userspace_pid(&self) -> Option<u32> {
         match self {
