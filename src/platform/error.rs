@@ -22,9 +22,9 @@ pub enum PlatformError {
     Backend(#[from] crate::platform::backend::BackendParseError),
     #[error(transparent)]
     Uapi(#[from] crate::platform::uapi::UapiError),
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     #[error(transparent)]
-    Userspace(#[from] crate::platform::linux::wireguard_go::WireguardGoError),
+    Userspace(#[from] crate::platform::wireguard_go::WireguardGoError),
     #[cfg(target_os = "linux")]
     #[error(transparent)]
     Kernel(#[from] crate::platform::linux::kernel_wg::KernelWgError),

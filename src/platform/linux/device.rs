@@ -5,9 +5,9 @@
 use crate::platform::PlatformError;
 use crate::platform::backend::ResolvedBackend;
 use crate::platform::linux::kernel_wg::KernelDevice;
-use crate::platform::linux::userspace::UserspaceDevice;
 use crate::platform::traits::WireGuardDevice;
 use crate::platform::types::{ApplyReport, DeviceConfig, DeviceState, PeerDiff};
+use crate::platform::userspace::UserspaceDevice;
 
 /// A WireGuard interface on Linux.
 pub enum LinuxWireGuard {

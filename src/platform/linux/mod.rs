@@ -1,4 +1,5 @@
-//! Linux backends: kernel WireGuard over generic netlink, userspace `wireguard-go` over UAPI,
+//! Linux backends: kernel WireGuard over generic netlink, userspace `wireguard-go` over UAPI
+//! (shared with macOS: [`crate::platform::userspace`]),
 //! links/addresses/routes over rtnetlink, relay forwarding as an nftables table over
 //! nfnetlink.
 #![forbid(unsafe_code)]
@@ -9,8 +10,6 @@ pub mod forwarding;
 pub mod kernel_wg;
 pub mod nft;
 pub mod rtnl;
-pub mod userspace;
-pub mod wireguard_go;
 
 pub use device::LinuxWireGuard;
 pub use nft::NftFirewall;

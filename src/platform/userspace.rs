@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::platform::PlatformError;
 use crate::platform::error::check_interface_name;
-use crate::platform::linux::wireguard_go::WireguardGo;
 use crate::platform::traits::WireGuardDevice;
 use crate::platform::types::{ApplyReport, DeviceConfig, DeviceState, PeerDiff};
 use crate::platform::uapi::UapiClient;
+use crate::platform::wireguard_go::WireguardGo;
 
 /// A wireguard-go interface.
 pub struct UserspaceDevice {
