@@ -139,6 +139,33 @@ fn test_peers(lab: &Lab, backend: ResolvedBackend) {
     assert_eq!(state.public_key, Some(kp.public));
     pass("read() returns what was applied");
 
+    // a device too large for one netlink message: the kernel splits peers (and a peer's
+    // allowed IPs) across dump messages; the read must reassemble them
+    let big: Vec<PeerConfig> = (0..200u32)
+        .map(|i| {
+            let mut p = PeerConfig::new(keypair().public);
+            p.endpoint = Some(
+                format!("198.18.{}.{}:51820", i / 250, i % 250 + 1)
+                    .parse()
+                    .expect("ep"),
+            );
+            p.allowed_ips = (0..8u32)
+                .map(|j| net(&format!("10.{}.{}.{}/32", 100 + j, i / 250, i % 250 + 1)))
+                .collect();
+            p
+        })
+        .collect();
+    assert_eq!(apply(&ex, &dev, &big), 1);
+    check_dump(&ex, &ifn, &big, "200 peers x 8 allowed IPs");
+    assert_eq!(
+        apply(&ex, &dev, &big),
+        0,
+        "no-change sync of a large device must make no write"
+    );
+    pass("large device read back whole: no-change sync of 200 peers makes zero writes");
+    assert_eq!(apply(&ex, &dev, &peers), 1);
+    check_dump(&ex, &ifn, &peers, "back to 2 peers");
+
     if let (Some(pid), Some(mut restarts)) = (dev.userspace_pid(), dev.userspace_restarts()) {
         // supervision: wireguard-go dies -> restarted, device settings re-sent, peers restored
         // by the next sync

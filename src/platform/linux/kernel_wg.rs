@@ -90,7 +90,31 @@ pub fn update_for(diff: &PeerDiff) -> DeviceUpdate {
     u.add_peers(&peers)
 }
 
+/// Merges the continuation entries of a split dump: when a peer's allowed IPs do not fit in
+/// one netlink message, the kernel repeats the peer (public key + the remaining allowed IPs)
+/// at the start of the next message, and `wireguard-control` returns each part as a peer.
+pub fn merge_split_peers(peers: Vec<PeerState>) -> Vec<PeerState> {
+    let mut out: Vec<PeerState> = Vec::with_capacity(peers.len());
+    let mut index: std::collections::HashMap<[u8; 32], usize> = std::collections::HashMap::new();
+    for p in peers {
+        match index.get(&p.config.public_key) {
+            Some(&i) => out[i].config.allowed_ips.extend(p.config.allowed_ips),
+            None => {
+                index.insert(p.config.public_key, out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 fn state_from(device: Device) -> DeviceState {
+    let mut state = state_from_parts(device);
+    state.peers = merge_split_peers(std::mem::take(&mut state.peers));
+    state
+}
+
+fn state_from_parts(device: Device) -> DeviceState {
     DeviceState {
         public_key: device.public_key.map(|k| k.0),
         listen_port: device.listen_port.unwrap_or(0),
@@ -133,14 +157,13 @@ impl KernelDevice {
         let ifname: InterfaceName = name
             .parse()
             .map_err(|_| PlatformError::InvalidInterfaceName(name.to_string()))?;
-        let n = ifname;
-        let n2 = n;
-        blocking(move || DeviceUpdate::new().apply(&n2, Backend::Kernel))
+        // An update with no settings sends only RTM_NEWLINK (EEXIST is ignored: adopt).
+        blocking(move || DeviceUpdate::new().apply(&ifname, Backend::Kernel))
             .await?
             .map_err(net_err("create link", name))?;
         Ok(Self {
             name: name.to_string(),
-            ifname: n,
+            ifname,
         })
     }
 }
@@ -193,5 +216,30 @@ impl WireGuardDevice for KernelDevice {
             .await?
             .map_err(net_err("delete link", &self.name))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_dump_entries_are_merged() {
+        let mut a = PeerConfig::new([1; 32]);
+        a.endpoint = Some("192.0.2.1:1".parse().unwrap());
+        a.allowed_ips = vec!["10.0.0.1/32".parse().unwrap()];
+        let mut cont = PeerConfig::new([1; 32]);
+        cont.allowed_ips = vec!["10.0.0.2/32".parse().unwrap()];
+        let b = PeerConfig::new([2; 32]);
+        let st = |c: PeerConfig| PeerState {
+            config: c,
+            last_handshake: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+        };
+        let merged = merge_split_peers(vec![st(a.clone()), st(cont), st(b)]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].config.endpoint, a.endpoint);
+        assert_eq!(merged[0].config.allowed_ips.len(), 2);
     }
 }
