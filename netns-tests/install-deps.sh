@@ -17,3 +17,35 @@ if [ ${#py_missing[@]} -gt 0 ]; then
     python3 -m pip install -q "${py_missing[@]}" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "${py_missing[@]}"
 fi
+# Platform tests (netns-tests/platform-tests.sh): namespaces, wireguard-go, independent readers
+# (wg, ip -j, nft -j), ping; and the kernel-WireGuard VM (netns-tests/kernel-vm.sh): QEMU,
+# busybox, file (virtme-ng runs it), kmod, virtme-ng from PyPI, a Debian kernel with wireguard.ko.
+declare -A apt_pkg=(
+    [iproute2]=/sbin/ip [nftables]=/usr/sbin/nft [wireguard-tools]=/usr/bin/wg
+    [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe
+    [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
+    [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3
+)
+apt_missing=()
+for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done
+kernel_with_wg() {
+    local k v
+    for k in $(ls -1v /boot/vmlinuz-* 2>/dev/null | tac); do
+        v=${k#/boot/vmlinuz-}
+        ls /lib/modules/"$v"/kernel/drivers/net/wireguard/wireguard.ko* >/dev/null 2>&1 && { echo "$k"; return 0; }
+    done
+    return 1
+}
+kernel_with_wg >/dev/null || apt_missing+=(linux-image-amd64)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+    need_root "${apt_missing[*]}"
+    echo "apt-get install ${apt_missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+fi
+if ! command -v vng >/dev/null; then
+    need_root "virtme-ng"
+    echo "pip install virtme-ng==1.42"
+    python3 -m pip install -q "virtme-ng==1.42" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "virtme-ng==1.42"
+fi

@@ -12,4 +12,5 @@ pub mod control;
 pub mod daemon;
 pub mod identity;
 pub mod mesh;
+pub mod platform;
 pub mod proto;
