@@ -18,7 +18,9 @@ pub fn wgmesh_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let me = std::env::current_exe().unwrap_or_default();
-    me.parent().map(|d| d.join("wgmesh")).unwrap_or_else(|| PathBuf::from("wgmesh"))
+    me.parent()
+        .map(|d| d.join("wgmesh"))
+        .unwrap_or_else(|| PathBuf::from("wgmesh"))
 }
 
 /// A bridged LAN: namespace `br` holds bridge `br0`; hosts get 10.77.0.(10+i)/24.
@@ -29,7 +31,10 @@ pub struct LanSite {
 impl LanSite {
     pub fn new(lab: &Lab) -> Self {
         let bridge_ns = lab.add_ns("br");
-        sh("ip", &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        sh(
+            "ip",
+            &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"],
+        );
         sh("ip", &["-n", &bridge_ns, "link", "set", "br0", "up"]);
         Self { bridge_ns }
     }
@@ -39,10 +44,40 @@ impl LanSite {
         let ns = lab.add_ns(&format!("h{i}"));
         let addr = format!("10.77.0.{}", 10 + u32::from(i));
         let port = format!("p{i}");
-        sh("ip", &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &self.bridge_ns]);
-        sh("ip", &["-n", &self.bridge_ns, "link", "set", &port, "master", "br0"]);
+        sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                &ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.bridge_ns,
+            ],
+        );
+        sh(
+            "ip",
+            &["-n", &self.bridge_ns, "link", "set", &port, "master", "br0"],
+        );
         sh("ip", &["-n", &self.bridge_ns, "link", "set", &port, "up"]);
-        sh("ip", &["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
         sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
         (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
     }
@@ -61,14 +96,30 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(lab: &Lab, name: &str, ns: String, lan: IpAddr, secret: &Path, metrics_port: u16) -> Self {
+    pub fn new(
+        lab: &Lab,
+        name: &str,
+        ns: String,
+        lan: IpAddr,
+        secret: &Path,
+        metrics_port: u16,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("{}-{name}", lab.id));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let _ = std::fs::copy(secret, dir.join("mesh.secret"));
         let iface = lab.ifname(name);
         lab.record_socket(&iface);
-        Self { name: name.into(), ns, iface, dir, lan, pid: None, extra_args: Vec::new(), metrics_port }
+        Self {
+            name: name.into(),
+            ns,
+            iface,
+            dir,
+            lan,
+            pid: None,
+            extra_args: Vec::new(),
+            metrics_port,
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -95,7 +146,15 @@ impl Node {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns])
             .arg(&bin)
-            .args(["up", "--interface", &self.iface, "--backend", "userspace", "--log-level", "debug"])
+            .args([
+                "up",
+                "--interface",
+                &self.iface,
+                "--backend",
+                "userspace",
+                "--log-level",
+                "debug",
+            ])
             .arg("--secret-file")
             .arg(self.dir.join("mesh.secret"))
             .arg("--state-dir")
@@ -108,7 +167,9 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", self.name));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.name));
         let pid = child.id();
         // `ip netns exec` execs wgmesh in place: the PID is wgmesh's.
         lab.record_pid(pid);
@@ -150,14 +211,21 @@ impl Node {
         let t0 = Instant::now();
         while t0.elapsed() < limit {
             // Reap if it is our child (ip netns exec → wgmesh is our direct child).
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(pid as i32),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 self.pid = None;
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{} (pid {pid}) did not exit within {limit:?}:\n{}", self.name, self.log_tail(30));
+        panic!(
+            "{} (pid {pid}) did not exit within {limit:?}:\n{}",
+            self.name,
+            self.log_tail(30)
+        );
     }
 
     /// `wgmesh show --json` through the control socket, if the daemon answers.
@@ -177,19 +245,39 @@ impl Node {
 
     /// This node's mesh IPv4 and IPv6 (without prefix).
     pub fn mesh_ips(&self) -> (String, String) {
-        let s = self.show().unwrap_or_else(|| panic!("{} does not answer", self.name));
-        let strip = |v: &Value| v.as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
-        (strip(&s["interface"]["mesh_ipv4"]), strip(&s["interface"]["mesh_ipv6"]))
+        let s = self
+            .show()
+            .unwrap_or_else(|| panic!("{} does not answer", self.name));
+        let strip = |v: &Value| {
+            v.as_str()
+                .unwrap_or_default()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        (
+            strip(&s["interface"]["mesh_ipv4"]),
+            strip(&s["interface"]["mesh_ipv6"]),
+        )
     }
 
     pub fn public_key(&self) -> String {
-        let s = self.show().unwrap_or_else(|| panic!("{} does not answer", self.name));
-        s["interface"]["public_key"].as_str().unwrap_or_default().to_string()
+        let s = self
+            .show()
+            .unwrap_or_else(|| panic!("{} does not answer", self.name));
+        s["interface"]["public_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// One ping (1 s timeout) from this node to `ip`.
     pub fn ping(&self, ip: &str) -> bool {
-        sh_ok("ip", &["netns", "exec", &self.ns, "ping", "-c", "1", "-W", "1", ip])
+        sh_ok(
+            "ip",
+            &["netns", "exec", &self.ns, "ping", "-c", "1", "-W", "1", ip],
+        )
     }
 
     /// Waits until `ip` answers pings; returns the time it took.
@@ -205,10 +293,20 @@ impl Node {
 
     /// A metric's value from the node's /metrics endpoint.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let out = sh("ip", &["netns", "exec", &self.ns, "python3", "-c", &format!(
-            "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{}/metrics',timeout=3).read().decode())",
-            self.metrics_port
-        )]);
+        let out = sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.ns,
+                "python3",
+                "-c",
+                &format!(
+                    "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{}/metrics',timeout=3).read().decode())",
+                    self.metrics_port
+                ),
+            ],
+        );
         out.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next())
@@ -238,8 +336,13 @@ impl Drop for Node {
             self.signal("TERM");
             let t0 = Instant::now();
             while let Some(pid) = self.pid {
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-                if !Path::new(&format!("/proc/{pid}")).exists() || t0.elapsed() > Duration::from_secs(6) {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+                if !Path::new(&format!("/proc/{pid}")).exists()
+                    || t0.elapsed() > Duration::from_secs(6)
+                {
                     self.pid = None;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -32,7 +32,6 @@ pub enum StartError {
     Node(#[from] super::node::NodeError),
 }
 
-
 fn init_logging(level: &str, format: LogFormat) -> SetLogLevel {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
