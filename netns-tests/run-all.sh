@@ -10,7 +10,7 @@ fi
 step() { printf '\n=== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy --all-targets -D warnings"
+step "cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no spawning of wg/ip/iptables/nft/sysctl in src/"
 if grep -rnE 'Command::new\("(wg|ip|iptables|nft|sysctl)"\)' src/; then
@@ -26,5 +26,12 @@ cargo build --locked
 cargo test --locked
 step "independent protocol cross-check (Python)"
 python3 netns-tests/protocol/check_protocol.py target/debug/wgmesh
+step "systemd unit sandbox exposure"
+bash netns-tests/unit-security.sh
+step "man pages and completions from the clap definitions"
+cargo xtask assets target/assets
+for f in man/wgmesh.8 man/wgmesh-secret-inspect.8 completions/wgmesh.bash completions/_wgmesh completions/wgmesh.fish; do
+    [ -s "target/assets/$f" ] || { echo "FAIL: target/assets/$f was not generated"; exit 1; }
+done
 step "platform tests: wireguard-go in namespaces, kernel WireGuard in a VM (WGMESH_SKIP_NETNS=1 skips)"
 bash netns-tests/platform-tests.sh

@@ -108,6 +108,7 @@ fn receive(
             goodbye.verify(keys, held)?;
             Err(MessageError::UnexpectedType(MessageType::Goodbye))
         }
+        other => Err(MessageError::UnexpectedType(other.message_type())),
     }
 }
 
@@ -215,7 +216,8 @@ fn every_hostile_datagram_is_rejected_with_its_reason() {
         ("payload with trailing bytes", payload_datagram(&[0xa0, 0x00]), None, CborError::TrailingBytes.into()),
         ("payload an array", payload_datagram(&[0x80]), None, CborError::NotAMap.into()),
         ("announce without record", payload_datagram(&[0xa0]), None, CborError::Missing(1).into()),
-        ("hello is not handled here", envelope::seal(f.keys.control_key(), MessageType::Hello, &[0xa0]).unwrap(), None, MessageError::UnexpectedType(MessageType::Hello)),
+        ("stem is not handled here", envelope::seal(f.keys.control_key(), MessageType::Stem, &[0xa0]).unwrap(), None, MessageError::UnexpectedType(MessageType::Stem)),
+        ("hello without challenge", envelope::seal(f.keys.control_key(), MessageType::Hello, &[0xa0]).unwrap(), None, rec_err(RecordError::Malformed(CborError::Missing(1)))),
         ("signature by another key", f.announce(&f.sign_body(&f.mallory, &f.keys, f.record().encode_body())), None, rec_err(RecordError::BadSignature)),
         ("signed for another network id", f.announce(&f.sign_body(&f.alice, &f.other_keys, f.record().encode_body())), None, rec_err(RecordError::BadSignature)),
         ("body altered after signing", f.announce(&SignedRecord { body: f.body_with(4, Some(Value::Text("mallory".into()))), signature: f.record().sign(f.keys.network_id(), |m| f.alice.sign(m)).unwrap().signature }), None, rec_err(RecordError::BadSignature)),

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use ciborium::Value;
 
 use crate::identity::state::write_private_file_atomically;
+use crate::mesh::{CachedPeer, Millis};
 use crate::proto::cbor::{self, IntMap, int_map, uint};
-use crate::proto::record::SignedRecord;
+use crate::proto::record::{RecordVerifier, SignedRecord};
 
 /// Format version written in field 0.
 const CACHE_VERSION: u64 = 1;
@@ -126,6 +127,43 @@ pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheEntry>, String> {
         .collect()
 }
 
+/// The file form of the store's cache entries.
+pub fn entries_from_store(peers: &[CachedPeer]) -> Vec<CacheEntry> {
+    peers
+        .iter()
+        .map(|p| CacheEntry {
+            record: p.signed.clone(),
+            last_seen_unix_ms: p.last_seen.0,
+            endpoint: p.endpoint,
+        })
+        .collect()
+}
+
+/// Verifies every cached record again (signature, binding, addresses) and returns the ones
+/// the store may restore, with how many were refused.
+pub fn entries_to_store(
+    entries: Vec<CacheEntry>,
+    verifier: &RecordVerifier<'_>,
+) -> (Vec<CachedPeer>, usize) {
+    let mut refused = 0;
+    let peers = entries
+        .into_iter()
+        .filter_map(|e| match verifier.verify(&e.record, None) {
+            Ok(record) => Some(CachedPeer {
+                record,
+                signed: e.record,
+                endpoint: e.endpoint,
+                last_seen: Millis(e.last_seen_unix_ms),
+            }),
+            Err(_) => {
+                refused += 1;
+                None
+            }
+        })
+        .collect();
+    (peers, refused)
+}
+
 /// Loads the cache. A missing file is an empty cache; a corrupt one is moved aside and
 /// reported.
 pub fn load_cache(path: &Path) -> Result<Vec<CacheEntry>, CacheError> {
@@ -193,6 +231,52 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn store_entries_round_trip_and_forged_records_are_refused() {
+        use crate::identity::NodeIdentity;
+        use crate::proto::{MeshKeys, MeshSecret, NatType, NodeRecord};
+        let keys = MeshKeys::derive(&MeshSecret::from_bytes([4; 32]));
+        let id = NodeIdentity::from_seed(&[8; 32]);
+        let wg = id.wireguard_public();
+        let record = NodeRecord {
+            ed25519_public: id.ed25519_public(),
+            wireguard_public: wg,
+            sequence: 7,
+            hostname: "n".into(),
+            address_nonce: 0,
+            mesh_ipv4: keys.mesh_ipv4(&wg, 0),
+            mesh_ipv6: keys.mesh_ipv6(&wg),
+            endpoints: vec![],
+            nat_type: NatType::Unknown,
+            introducer: false,
+            routes: vec![],
+            control_port: 51900,
+            wireguard_port: 51820,
+        };
+        let signed = record.sign(keys.network_id(), |m| id.sign(m)).unwrap();
+        let peer = CachedPeer {
+            record,
+            signed,
+            endpoint: Some("192.0.2.1:51820".parse().unwrap()),
+            last_seen: Millis(99),
+        };
+        let mut file = entries_from_store(std::slice::from_ref(&peer));
+        file.push(CacheEntry {
+            record: SignedRecord {
+                body: vec![1, 2, 3],
+                signature: [0; 64],
+            },
+            last_seen_unix_ms: 1,
+            endpoint: None,
+        });
+        let (back, refused) = entries_to_store(
+            decode_cache(&encode_cache(&file)).unwrap(),
+            &RecordVerifier::new(&keys),
+        );
+        assert_eq!(refused, 1);
+        assert_eq!(back, vec![peer]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 
 use super::secret_source::SecretArgs;
+use crate::platform::BackendChoice;
 
 /// Default WireGuard listen port (the first free one in +1..+100 is used when busy).
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
@@ -44,8 +45,8 @@ pub struct UpArgs {
     /// Directory for the control socket [default: /run/wgmesh].
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
-    /// WireGuard backend: auto (kernel when available), kernel, or userspace (wireguard-go)
-    /// [env: WGMESH_BACKEND] [default: auto].
+    /// WireGuard backend: auto (kernel when available), kernel, or userspace (wireguard-go);
+    /// the environment variable WGMESH_BACKEND overrides it [default: auto].
     #[arg(long, value_name = "auto|kernel|userspace")]
     pub backend: Option<String>,
     /// IPv4 mesh subnet instead of the derived 10.x.0.0/16 (every node must use the same).
@@ -156,15 +157,6 @@ pub enum AcceptRoutes {
     Only(Vec<IpNet>),
 }
 
-/// WireGuard backend choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BackendChoice {
-    #[default]
-    Auto,
-    Kernel,
-    Userspace,
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -214,8 +206,8 @@ pub enum ConfigError {
     TooLarge { path: PathBuf },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("--backend {0:?} is not one of auto, kernel, userspace")]
-    Backend(String),
+    #[error(transparent)]
+    Backend(#[from] crate::platform::backend::BackendParseError),
     #[error("--log-format {0:?} is not one of text, json")]
     LogFormat(String),
     #[error("--accept-routes {0:?} is not \"all\", \"none\" or a comma-separated list of CIDRs")]
@@ -232,15 +224,6 @@ pub enum ConfigError {
     RouteHostBits(IpNet, IpNet),
     #[error("--max-peers must be at least 1")]
     MaxPeers,
-}
-
-fn parse_backend(s: &str) -> Result<BackendChoice, ConfigError> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(BackendChoice::Auto),
-        "kernel" => Ok(BackendChoice::Kernel),
-        "userspace" => Ok(BackendChoice::Userspace),
-        _ => Err(ConfigError::Backend(s.to_string())),
-    }
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
@@ -310,8 +293,8 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 
 impl DaemonConfig {
     /// Merges flags over the file over defaults, and validates. `env_backend` is
-    /// `$WGMESH_BACKEND` (used when neither flag nor file sets the backend); `log_level` is the
-    /// global `--log-level` flag if given.
+    /// `$WGMESH_BACKEND`, which overrides the flag and the file (the platform's rule);
+    /// `log_level` is the global `--log-level` flag if given.
     pub fn resolve(
         args: &UpArgs,
         file: &ConfigFile,
@@ -333,15 +316,10 @@ impl DaemonConfig {
         if listen_port == 0 {
             return Err(ConfigError::ListenPort);
         }
-        let backend = match args
-            .backend
-            .as_deref()
-            .or(file.backend.as_deref())
-            .or(env_backend)
-        {
-            Some(b) => parse_backend(b)?,
-            None => BackendChoice::Auto,
-        };
+        let backend = BackendChoice::from_flag_and_env(
+            args.backend.as_deref().or(file.backend.as_deref()),
+            env_backend,
+        )?;
         let accept_routes = match (&args.accept_routes, &file.accept_routes) {
             (Some(flag), _) => parse_accept_routes(std::slice::from_ref(flag))?,
             (None, Some(AcceptRoutesValue::Word(w))) => {
@@ -538,13 +516,15 @@ mod tests {
             secret-file = "/etc/wgmesh/mesh0.secret"
             "#,
         );
-        let c = DaemonConfig::resolve(&UpArgs::default(), &f, Some("kernel"), None).unwrap();
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
         assert_eq!(c.interface, "mesh0");
         assert_eq!(c.listen_port, 40000);
+        assert_eq!(c.backend, BackendChoice::Userspace);
+        let env = DaemonConfig::resolve(&UpArgs::default(), &f, Some("kernel"), None).unwrap();
         assert_eq!(
-            c.backend,
-            BackendChoice::Userspace,
-            "the file wins over the environment"
+            env.backend,
+            BackendChoice::Kernel,
+            "WGMESH_BACKEND overrides flag and file"
         );
         assert!(c.introducer);
         assert_eq!(c.static_peers, vec!["198.51.100.7:51900".to_string()]);
@@ -590,7 +570,7 @@ mod tests {
                 backend: Some("boringtun".into()),
                 ..Default::default()
             })
-            .contains("auto, kernel, userspace")
+            .contains("auto, kernel or userspace")
         );
         assert!(
             bad(UpArgs {
@@ -644,6 +624,28 @@ mod tests {
         assert!(
             err.contains("wg0.toml") && err.contains("listen_prot"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses_and_uncommented_it_still_does() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/example.toml");
+        assert_eq!(
+            read_config_file(Path::new(path)).unwrap(),
+            ConfigFile::default()
+        );
+        let uncommented: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+            .map(|l| format!("{}\n", l.split("   #").next().unwrap_or(l)))
+            .collect();
+        let f: ConfigFile = toml::from_str(&uncommented).unwrap();
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.listen_port, 51820);
+        assert_eq!(
+            c.advertise_routes,
+            vec!["192.168.1.0/24".parse::<IpNet>().unwrap()]
         );
     }
 

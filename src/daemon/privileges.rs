@@ -49,6 +49,12 @@ pub fn drop_capabilities(keep: &CapsHashSet) -> Result<CapsHashSet, PrivilegeErr
     if !permitted.contains(&Capability::CAP_NET_ADMIN) {
         return Err(PrivilegeError::MissingNetAdmin);
     }
+    let effective = caps::read(None, CapSet::Effective).map_err(caps_err("read", "effective"))?;
+    if effective == *keep && permitted == *keep {
+        // Already least-privileged (the systemd unit grants exactly this): make no capset()
+        // call, so the unit can deny the @privileged system calls.
+        return Ok(effective);
+    }
     // 1. Bounding set: dropping needs CAP_SETPCAP, which we may only have as root; under a
     //    unit with CapabilityBoundingSet=CAP_NET_ADMIN the others are already gone.
     let can_setpcap = permitted.contains(&Capability::CAP_SETPCAP);

@@ -1,13 +1,15 @@
 //! Control message payloads defined so far (docs/PROTOCOL.md, "Messages"): announce (a signed
-//! record) and goodbye (a signed leave notice). Each payload is a CBOR map with integer keys;
-//! decoding is bounded by the envelope's payload limit. Later messages (hello/reply, records,
-//! rendezvous, stem, probe) are added here as their issues define them.
+//! record), goodbye (a signed leave notice), the peer exchange (hello, reply, records; payloads
+//! in `exchange`) and the health probe. Each payload is a CBOR map with integer keys; decoding
+//! is bounded by the envelope's payload limit. Rendezvous, stem and gossip digests are added
+//! here as their issues define them.
 
 use ciborium::Value;
 
 use super::cbor::{self, CborError, IntMap, int_map, uint};
 use super::derive::MeshKeys;
 use super::envelope::{self, EnvelopeError, MAX_PAYLOAD_BYTES, MessageType};
+use super::exchange::{Hello, Probe, Records, Reply};
 use super::keys::{BindingError, check_binding, verify_signature};
 use super::record::{RecordError, SignedRecord, signing_message};
 
@@ -129,6 +131,16 @@ pub enum Message {
     Announce { record: SignedRecord },
     /// `{1: [body, signature]}`
     Goodbye { goodbye: SignedGoodbye },
+    /// Peer exchange, initiator → responder.
+    Hello(Box<Hello>),
+    /// Peer exchange, responder → initiator.
+    Reply(Box<Reply>),
+    /// Records the other side lacks.
+    Records(Records),
+    /// Health probe over the tunnel.
+    Probe(Probe),
+    /// Health probe answer.
+    ProbeReply(Probe),
 }
 
 impl Message {
@@ -137,6 +149,11 @@ impl Message {
         match self {
             Self::Announce { .. } => MessageType::Announce,
             Self::Goodbye { .. } => MessageType::Goodbye,
+            Self::Hello(_) => MessageType::Hello,
+            Self::Reply(_) => MessageType::Reply,
+            Self::Records(_) => MessageType::Records,
+            Self::Probe(_) => MessageType::Probe,
+            Self::ProbeReply(_) => MessageType::ProbeReply,
         }
     }
 
@@ -151,11 +168,23 @@ impl Message {
                     Value::Bytes(goodbye.signature.to_vec()),
                 ]),
             )])),
+            Self::Hello(h) => h.encode(),
+            Self::Reply(r) => r.encode(),
+            Self::Records(r) => r.encode(),
+            Self::Probe(p) | Self::ProbeReply(p) => p.encode(),
         }
     }
 
     /// Decodes a payload of the given type.
     pub fn decode_payload(ty: MessageType, payload: &[u8]) -> Result<Self, MessageError> {
+        match ty {
+            MessageType::Hello => return Ok(Self::Hello(Box::new(Hello::decode(payload)?))),
+            MessageType::Reply => return Ok(Self::Reply(Box::new(Reply::decode(payload)?))),
+            MessageType::Records => return Ok(Self::Records(Records::decode(payload)?)),
+            MessageType::Probe => return Ok(Self::Probe(Probe::decode(payload)?)),
+            MessageType::ProbeReply => return Ok(Self::ProbeReply(Probe::decode(payload)?)),
+            _ => {}
+        }
         let mut m = IntMap::decode(payload, MAX_PAYLOAD_BYTES)?;
         match ty {
             MessageType::Announce => Ok(Self::Announce {

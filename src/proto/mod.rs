@@ -6,6 +6,7 @@
 pub mod cbor;
 pub mod derive;
 pub mod envelope;
+pub mod exchange;
 pub mod keys;
 pub mod messages;
 pub mod record;

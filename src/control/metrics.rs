@@ -1,0 +1,302 @@
+//! Prometheus metrics: a small registry of counter and gauge families with labels, rendered in
+//! the text exposition format (0.0.4), and a minimal HTTP endpoint that answers `GET /metrics`
+//! (off by default; loopback unless the operator allows remote). The families and their help
+//! texts are declared once in [`FAMILIES`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counter or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Every metric the daemon exports: name, kind, help.
+pub const FAMILIES: &[(&str, Kind, &str)] = &[
+    (
+        "wgmesh_peers",
+        Kind::Gauge,
+        "Peers by path type (direct, direct_lan, relay, inactive).",
+    ),
+    (
+        "wgmesh_peer_handshake_age_seconds",
+        Kind::Gauge,
+        "Seconds since the latest WireGuard handshake, per peer.",
+    ),
+    (
+        "wgmesh_peer_rx_bytes",
+        Kind::Gauge,
+        "Bytes received from the peer over WireGuard.",
+    ),
+    (
+        "wgmesh_peer_tx_bytes",
+        Kind::Gauge,
+        "Bytes sent to the peer over WireGuard.",
+    ),
+    (
+        "wgmesh_peer_rtt_seconds",
+        Kind::Gauge,
+        "Smoothed round-trip time of probes over the tunnel, per peer.",
+    ),
+    (
+        "wgmesh_discovery_events_total",
+        Kind::Counter,
+        "Verified records received, by discovery method.",
+    ),
+    ("wgmesh_reconcile_total", Kind::Counter, "Reconcile runs."),
+    (
+        "wgmesh_reconcile_duration_seconds_total",
+        Kind::Counter,
+        "Time spent reconciling.",
+    ),
+    (
+        "wgmesh_reconcile_last_duration_seconds",
+        Kind::Gauge,
+        "Duration of the last reconcile.",
+    ),
+    (
+        "wgmesh_netlink_writes_total",
+        Kind::Counter,
+        "Writes to the kernel (or the userspace device) made by reconciles.",
+    ),
+    (
+        "wgmesh_rejected_messages_total",
+        Kind::Counter,
+        "Control datagrams or records dropped, by reason.",
+    ),
+    (
+        "wgmesh_events_dropped_total",
+        Kind::Counter,
+        "Peer-store events lost by a lagging subscriber.",
+    ),
+];
+
+type Labels = Vec<(String, String)>;
+
+struct Family {
+    kind: Kind,
+    help: &'static str,
+    samples: BTreeMap<Labels, f64>,
+}
+
+/// The registry. Cheap to share (`Arc`); all methods take `&self`.
+pub struct Metrics {
+    families: Mutex<BTreeMap<&'static str, Family>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    let mut l: Labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    l.sort();
+    l
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// A registry with every family of [`FAMILIES`] declared (empty).
+    pub fn new() -> Self {
+        let families = FAMILIES
+            .iter()
+            .map(|(name, kind, help)| {
+                (
+                    *name,
+                    Family {
+                        kind: *kind,
+                        help,
+                        samples: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            families: Mutex::new(families),
+        }
+    }
+
+    fn with<R>(&self, name: &str, f: impl FnOnce(&mut Family) -> R) -> Option<R> {
+        // A poisoned lock only means another thread panicked mid-update of a number.
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        fams.get_mut(name).map(f)
+    }
+
+    /// Adds `by` to a counter (or gauge).
+    pub fn add(&self, name: &str, pairs: &[(&str, &str)], by: f64) {
+        self.with(name, |f| {
+            *f.samples.entry(labels(pairs)).or_insert(0.0) += by
+        });
+    }
+
+    /// Adds one.
+    pub fn inc(&self, name: &str, pairs: &[(&str, &str)]) {
+        self.add(name, pairs, 1.0);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, name: &str, pairs: &[(&str, &str)], value: f64) {
+        self.with(name, |f| {
+            f.samples.insert(labels(pairs), value);
+        });
+    }
+
+    /// Replaces every sample of a family (per-peer gauges after each health tick).
+    pub fn replace(&self, name: &str, samples: Vec<(Vec<(&str, &str)>, f64)>) {
+        self.with(name, |f| {
+            f.samples = samples.into_iter().map(|(l, v)| (labels(&l), v)).collect();
+        });
+    }
+
+    /// A sample's value (tests, `show`).
+    pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+        self.with(name, |f| f.samples.get(&labels(pairs)).copied())
+            .flatten()
+    }
+
+    /// The sum of a family's samples.
+    pub fn total(&self, name: &str) -> f64 {
+        self.with(name, |f| f.samples.values().sum()).unwrap_or(0.0)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        for (name, f) in fams.iter() {
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(out, "# HELP {name} {}", f.help);
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (l, v) in &f.samples {
+                if l.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let inner: Vec<String> = l
+                        .iter()
+                        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                        .collect();
+                    let _ = writeln!(out, "{name}{{{}}} {v}", inner.join(","));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped. Each connection gets 2 s and
+/// 8 KiB to send its request head.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut head = vec![0u8; 8192];
+            let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head)).await
+            else {
+                return;
+            };
+            let (status, body) = if head[..n].starts_with(b"GET /metrics ") {
+                ("200 OK", m.render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only /metrics is served here\n".to_string(),
+                )
+            };
+            let response = format!(
+                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_with_sorted_escaped_labels() {
+        let m = Metrics::new();
+        m.inc("wgmesh_discovery_events_total", &[("method", "lan")]);
+        m.add("wgmesh_discovery_events_total", &[("method", "lan")], 2.0);
+        m.inc(
+            "wgmesh_rejected_messages_total",
+            &[("reason", "decrypt\"x")],
+        );
+        m.set("wgmesh_reconcile_last_duration_seconds", &[], 0.25);
+        m.replace(
+            "wgmesh_peers",
+            vec![
+                (vec![("path", "direct")], 2.0),
+                (vec![("path", "relay")], 1.0),
+            ],
+        );
+        let text = m.render();
+        assert!(text.contains("# TYPE wgmesh_discovery_events_total counter"));
+        assert!(text.contains("wgmesh_discovery_events_total{method=\"lan\"} 3"));
+        assert!(text.contains("wgmesh_rejected_messages_total{reason=\"decrypt\\\"x\"} 1"));
+        assert!(text.contains("wgmesh_reconcile_last_duration_seconds 0.25"));
+        assert!(text.contains("wgmesh_peers{path=\"relay\"} 1"));
+        assert_eq!(m.total("wgmesh_peers"), 3.0);
+        assert_eq!(m.get("wgmesh_netlink_writes_total", &[]), None);
+        m.inc("no_such_metric", &[]);
+        assert!(!m.render().contains("no_such_metric"));
+    }
+
+    #[tokio::test]
+    async fn http_endpoint_answers_get_metrics_only() {
+        let m = Arc::new(Metrics::new());
+        m.inc("wgmesh_reconcile_total", &[]);
+        let listener = bind_metrics("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve_metrics(listener, m));
+        let fetch = |req: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let ok = fetch("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            ok.starts_with("HTTP/1.0 200 OK") && ok.contains("wgmesh_reconcile_total 1"),
+            "{ok}"
+        );
+        let nf = fetch("GET /secret HTTP/1.1\r\n\r\n").await;
+        assert!(nf.starts_with("HTTP/1.0 404"));
+        task.abort();
+    }
+}
