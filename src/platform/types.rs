@@ -168,6 +168,9 @@ pub struct Route {
 pub struct RouteSyncReport {
     pub replaced: usize,
     pub deleted: usize,
+    /// Desired routes not installed because a route wgmesh does not own holds the same
+    /// destination and metric (logged; retried on the next sync).
+    pub skipped_foreign: usize,
 }
 
 /// A change the kernel reported on links, addresses or routes (for roaming detection).

@@ -463,6 +463,45 @@ fn test_tunnel(lab: &Lab, backend: ResolvedBackend) {
             "proto 119 v4: {ours4:?}"
         );
     }
+    // a foreign route holding a destination wgmesh wants is left alone (no replace)
+    sh(
+        "ip",
+        &[
+            "-n",
+            &lab.ns("a"),
+            "route",
+            "add",
+            "10.202.0.0/24",
+            "dev",
+            &a.ifn,
+        ],
+    );
+    let r3 = Route {
+        destination: net("10.202.0.0/24"),
+        gateway: Some("100.96.0.2".parse().expect("gw")),
+        metric: None,
+    };
+    let (n, ifn) = (a.net.clone(), a.ifn.clone());
+    let want = vec![r1.clone(), r2.clone(), r3];
+    let report =
+        a.ex.run(move || async move { n.sync_routes(&ifn, &want).await })
+            .expect("sync with a foreign occupant");
+    assert_eq!(
+        (report.replaced, report.deleted, report.skipped_foreign),
+        (0, 0, 1)
+    );
+    let held = ip_in(&a, &["-4", "route", "show", "10.202.0.0/24"]);
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{held}");
+    // `ip -j` omits the protocol for "boot", the default of `ip route add`
+    assert!(
+        held[0].get("protocol").is_none_or(|p| p == "boot"),
+        "foreign route replaced: {held}"
+    );
+    assert!(
+        held[0].get("gateway").is_none(),
+        "foreign route replaced: {held}"
+    );
+    pass("a foreign route on a wanted destination is not replaced (skipped_foreign = 1)");
     let ours6 = route_dsts(&a, true, Some("119"));
     assert_eq!(ours6, vec!["fd96:200::/64".to_string()]);
     let gw = ip_in(&a, &["-4", "route", "show", "10.200.2.0/24", "dev", &a.ifn]);
