@@ -77,8 +77,10 @@ pub fn short_key(key: &Key) -> String {
     key[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Changes to a device's peer set. `update` entries replace the whole peer configuration
+/// Changes to a device's peer set. `add` entries are peers the device does not have (only
+/// their non-default fields are sent); `update` entries replace the whole peer configuration
 /// (allowed IPs replaced, preshared key and keepalive set or cleared, endpoint set if given).
+/// [`PeerDiff::between`] computes it from the device's read-back state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerDiff {
     pub add: Vec<PeerConfig>,
