@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod daemon;
 pub mod keys;
 pub mod lab;
 pub mod nsexec;

@@ -3,6 +3,8 @@
 
 pub mod identity_cmd;
 pub mod secret_cmd;
+pub mod show_cmd;
+pub mod up_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -21,9 +23,10 @@ use clap::{Parser, Subcommand};
     (with mode 0600) to every machine of the mesh."
 )]
 pub struct Cli {
-    /// Log level for messages on standard error (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Log level for messages on standard error: error, warn, info, debug, trace, or a
+    /// tracing filter such as "wgmesh=debug" [default: info].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +35,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a mesh node on an interface until stopped (SIGHUP re-reads --config).
+    #[command(visible_alias = "join")]
+    Up(Box<crate::daemon::config::UpArgs>),
+    /// Show the mesh interface and its peers (like `wg show`, plus the mesh's facts).
+    Show(show_cmd::ShowArgs),
     /// Create or inspect a mesh secret.
     #[command(subcommand)]
     Secret(secret_cmd::SecretCommand),
@@ -41,8 +49,27 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Up(args) = cli.command {
+        return up_cmd::run(*args, cli.log_level);
+    }
+    init_logging(cli.log_level.as_deref().unwrap_or("info"));
     match cli.command {
+        Command::Up(_) => Ok(()),
+        Command::Show(args) => show_cmd::run(args),
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Identity(args) => identity_cmd::run(args),
     }
+}
+
+/// Logging for the short-lived commands: plain text on standard error.
+fn init_logging(level: &str) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }

@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 
 use super::secret_source::SecretArgs;
+use crate::mesh::RoutePolicy;
 use crate::platform::BackendChoice;
 
 /// Default WireGuard listen port (the first free one in +1..+100 is used when busy).
@@ -144,19 +145,6 @@ pub enum AcceptRoutesValue {
     List(Vec<String>),
 }
 
-/// Which advertised networks this node installs.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum AcceptRoutes {
-    /// The default policy: everything except default routes, the mesh subnets and networks
-    /// overlapping the node's own.
-    #[default]
-    All,
-    /// Nothing.
-    None,
-    /// Only networks inside these (a default route only if listed).
-    Only(Vec<IpNet>),
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -177,7 +165,7 @@ pub struct DaemonConfig {
     pub backend: BackendChoice,
     pub mesh_subnet: Option<Ipv4Net>,
     pub advertise_routes: Vec<IpNet>,
-    pub accept_routes: AcceptRoutes,
+    pub accept_routes: RoutePolicy,
     pub introducer: bool,
     pub force_relay: bool,
     pub no_punching: bool,
@@ -235,11 +223,11 @@ fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
 }
 
 /// Parses `all`, `none` or a CIDR list.
-pub fn parse_accept_routes(items: &[String]) -> Result<AcceptRoutes, ConfigError> {
+pub fn parse_accept_routes(items: &[String]) -> Result<RoutePolicy, ConfigError> {
     let joined = items.join(",");
     match items {
-        [w] if w.trim() == "all" => Ok(AcceptRoutes::All),
-        [w] if w.trim() == "none" => Ok(AcceptRoutes::None),
+        [w] if w.trim() == "all" => Ok(RoutePolicy::AcceptAll),
+        [w] if w.trim() == "none" => Ok(RoutePolicy::AcceptNone),
         _ => items
             .iter()
             .flat_map(|s| s.split(','))
@@ -249,7 +237,7 @@ pub fn parse_accept_routes(items: &[String]) -> Result<AcceptRoutes, ConfigError
                     .map_err(|_| ConfigError::AcceptRoutes(joined.clone()))
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(AcceptRoutes::Only),
+            .map(RoutePolicy::AcceptListed),
     }
 }
 
@@ -326,7 +314,7 @@ impl DaemonConfig {
                 parse_accept_routes(std::slice::from_ref(w))?
             }
             (None, Some(AcceptRoutesValue::List(l))) => parse_accept_routes(l)?,
-            (None, None) => AcceptRoutes::All,
+            (None, None) => RoutePolicy::AcceptAll,
         };
         let advertise_routes = args
             .advertise_routes
@@ -496,7 +484,7 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/wgmesh"));
         assert_eq!(c.runtime_dir, PathBuf::from("/run/wgmesh"));
         assert_eq!(c.backend, BackendChoice::Auto);
-        assert_eq!(c.accept_routes, AcceptRoutes::All);
+        assert_eq!(c.accept_routes, RoutePolicy::AcceptAll);
         assert_eq!(c.max_peers, 1000);
         assert_eq!(c.log_level, "info");
     }
@@ -535,7 +523,7 @@ mod tests {
         );
         assert_eq!(
             c.accept_routes,
-            AcceptRoutes::Only(vec![
+            RoutePolicy::AcceptListed(vec![
                 "10.20.0.0/16".parse().unwrap(),
                 "0.0.0.0/0".parse().unwrap()
             ])
@@ -550,7 +538,7 @@ mod tests {
         let c = DaemonConfig::resolve(&args, &f, None, Some("warn")).unwrap();
         assert_eq!((c.interface.as_str(), c.listen_port), ("wg9", 41000));
         assert_eq!(c.backend, BackendChoice::Kernel);
-        assert_eq!(c.accept_routes, AcceptRoutes::None);
+        assert_eq!(c.accept_routes, RoutePolicy::AcceptNone);
         assert_eq!(c.log_level, "warn");
         assert_eq!(
             c.advertise_routes,

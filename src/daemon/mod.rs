@@ -4,6 +4,12 @@
 
 pub mod cache;
 pub mod config;
+pub mod device_fallback;
+pub mod local;
+pub mod node;
 pub mod notify;
 pub mod privileges;
+pub mod reconcile;
 pub mod secret_source;
+pub mod show;
+pub mod start;

@@ -31,6 +31,7 @@
 pub mod backend;
 pub mod diff;
 pub mod error;
+pub mod inspect;
 pub mod traits;
 pub mod types;
 pub mod uapi;

@@ -120,7 +120,7 @@ pub fn merge_split_peers(peers: Vec<PeerState>) -> Vec<PeerState> {
     out
 }
 
-fn state_from(device: Device) -> DeviceState {
+pub(crate) fn state_from(device: Device) -> DeviceState {
     let mut state = state_from_parts(device);
     state.peers = merge_split_peers(std::mem::take(&mut state.peers));
     state

@@ -1,0 +1,252 @@
+//! Real `wgmesh up` processes in namespaces: a bridged LAN, node start/stop/kill with recorded
+//! PIDs, and independent readers (`wgmesh show --json`, `wg show dump`, `ip -j`, ping,
+//! `/proc/<pid>/status`, the metrics endpoint).
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::lab::{Lab, sh, sh_ok};
+
+/// The wgmesh binary under test (built next to this test binary).
+pub fn wgmesh_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WGMESH_BIN") {
+        return PathBuf::from(p);
+    }
+    let me = std::env::current_exe().unwrap_or_default();
+    me.parent().map(|d| d.join("wgmesh")).unwrap_or_else(|| PathBuf::from("wgmesh"))
+}
+
+/// A bridged LAN: namespace `br` holds bridge `br0`; hosts get 10.77.0.(10+i)/24.
+pub struct LanSite {
+    pub bridge_ns: String,
+}
+
+impl LanSite {
+    pub fn new(lab: &Lab) -> Self {
+        let bridge_ns = lab.add_ns("br");
+        sh("ip", &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        sh("ip", &["-n", &bridge_ns, "link", "set", "br0", "up"]);
+        Self { bridge_ns }
+    }
+
+    /// A host namespace on the LAN; returns (namespace, LAN address).
+    pub fn host(&self, lab: &Lab, i: u8) -> (String, IpAddr) {
+        let ns = lab.add_ns(&format!("h{i}"));
+        let addr = format!("10.77.0.{}", 10 + u32::from(i));
+        let port = format!("p{i}");
+        sh("ip", &["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &self.bridge_ns]);
+        sh("ip", &["-n", &self.bridge_ns, "link", "set", &port, "master", "br0"]);
+        sh("ip", &["-n", &self.bridge_ns, "link", "set", &port, "up"]);
+        sh("ip", &["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+        (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
+    }
+}
+
+/// One wgmesh node in a namespace.
+pub struct Node {
+    pub name: String,
+    pub ns: String,
+    pub iface: String,
+    pub dir: PathBuf,
+    pub lan: IpAddr,
+    pub pid: Option<u32>,
+    pub extra_args: Vec<String>,
+    pub metrics_port: u16,
+}
+
+impl Node {
+    pub fn new(lab: &Lab, name: &str, ns: String, lan: IpAddr, secret: &Path, metrics_port: u16) -> Self {
+        let dir = std::env::temp_dir().join(format!("{}-{name}", lab.id));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let _ = std::fs::copy(secret, dir.join("mesh.secret"));
+        let iface = lab.ifname(name);
+        lab.record_socket(&iface);
+        Self { name: name.into(), ns, iface, dir, lan, pid: None, extra_args: Vec::new(), metrics_port }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("wgmesh.log")
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Starts `wgmesh up` (userspace backend) with `args` added; waits until `show` answers.
+    pub fn start(&mut self, lab: &Lab, args: &[String]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("log {}: {e}", self.log_path().display()));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+        let bin = wgmesh_bin();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(&bin)
+            .args(["up", "--interface", &self.iface, "--backend", "userspace", "--log-level", "debug"])
+            .arg("--secret-file")
+            .arg(self.dir.join("mesh.secret"))
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--runtime-dir")
+            .arg(self.runtime_dir())
+            .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(&self.extra_args)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", self.name));
+        let pid = child.id();
+        // `ip netns exec` execs wgmesh in place: the PID is wgmesh's.
+        lab.record_pid(pid);
+        self.pid = Some(pid);
+        std::mem::forget(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if self.show().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not start:\n{}", self.name, self.log_tail(40));
+    }
+
+    /// Sends a signal to the node.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid {
+            let _ = sh_ok("kill", &[&format!("-{sig}"), &pid.to_string()]);
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns how long it took.
+    pub fn stop(&mut self) -> Duration {
+        let t0 = Instant::now();
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(10));
+        t0.elapsed()
+    }
+
+    /// SIGKILL (no cleanup by the daemon).
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(5));
+    }
+
+    fn wait_exit(&mut self, limit: Duration) {
+        let Some(pid) = self.pid else { return };
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            // Reap if it is our child (ip netns exec → wgmesh is our direct child).
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                self.pid = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} (pid {pid}) did not exit within {limit:?}:\n{}", self.name, self.log_tail(30));
+    }
+
+    /// `wgmesh show --json` through the control socket, if the daemon answers.
+    pub fn show(&self) -> Option<Value> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(wgmesh_bin())
+            .args(["show", &self.iface, "--json", "--runtime-dir"])
+            .arg(self.runtime_dir())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// This node's mesh IPv4 and IPv6 (without prefix).
+    pub fn mesh_ips(&self) -> (String, String) {
+        let s = self.show().unwrap_or_else(|| panic!("{} does not answer", self.name));
+        let strip = |v: &Value| v.as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+        (strip(&s["interface"]["mesh_ipv4"]), strip(&s["interface"]["mesh_ipv6"]))
+    }
+
+    pub fn public_key(&self) -> String {
+        let s = self.show().unwrap_or_else(|| panic!("{} does not answer", self.name));
+        s["interface"]["public_key"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// One ping (1 s timeout) from this node to `ip`.
+    pub fn ping(&self, ip: &str) -> bool {
+        sh_ok("ip", &["netns", "exec", &self.ns, "ping", "-c", "1", "-W", "1", ip])
+    }
+
+    /// Waits until `ip` answers pings; returns the time it took.
+    pub fn wait_ping(&self, ip: &str, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.ping(ip) {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+
+    /// A metric's value from the node's /metrics endpoint.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let out = sh("ip", &["netns", "exec", &self.ns, "python3", "-c", &format!(
+            "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{}/metrics',timeout=3).read().decode())",
+            self.metrics_port
+        )]);
+        out.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The effective capabilities of the daemon (hex from /proc/PID/status).
+    pub fn cap_eff(&self) -> String {
+        let pid = self.pid.unwrap_or(0);
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.pid.is_some() {
+            self.signal("TERM");
+            let t0 = Instant::now();
+            while let Some(pid) = self.pid {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+                if !Path::new(&format!("/proc/{pid}")).exists() || t0.elapsed() > Duration::from_secs(6) {
+                    self.pid = None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if std::env::var_os("WGMESH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The reconciler: the one owner of what is applied to the platform. Each run takes a store
+//! snapshot, asks the mesh core to `plan` and `diff` it against what is applied, and turns the
+//! diff into platform calls (WireGuard peers, wgmesh routes, relay forwarding). A run with no
+//! change makes no write; a failure is logged, counted, and retried on the next run (the
+//! applied state only moves by what succeeded).
+
+use std::time::Instant;
+
+use crate::control::metrics::Metrics;
+use crate::mesh::{
+    self, DesiredPeer, DesiredState, HealthView, LocalPlanConfig, Millis, PeerOp, PeerStore, Plan,
+};
+use crate::platform::{Firewall, Network, PeerConfig, PeerDiff, Route, WireGuardDevice};
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub peer_ops: usize,
+    pub route_ops: usize,
+    pub writes: usize,
+    pub failed: bool,
+}
+
+/// Maps a planned peer onto the platform's peer configuration.
+pub fn peer_config(p: &DesiredPeer) -> PeerConfig {
+    PeerConfig {
+        public_key: p.public_key,
+        preshared_key: Some(*p.preshared_key.as_bytes()),
+        endpoint: p.endpoint,
+        allowed_ips: p.allowed_ips.iter().copied().collect(),
+        persistent_keepalive: p.persistent_keepalive_secs,
+    }
+}
+
+/// Maps the core's peer operations onto the platform's diff.
+pub fn peer_diff(ops: &[PeerOp]) -> PeerDiff {
+    let mut d = PeerDiff::default();
+    for op in ops {
+        match op {
+            PeerOp::Remove(k) => d.remove.push(*k),
+            PeerOp::Update { peer, .. } => d.update.push(peer_config(peer)),
+            PeerOp::Add(peer) => d.add.push(peer_config(peer)),
+        }
+    }
+    d
+}
+
+/// The routes the platform installs: every advertised network through the mesh interface
+/// (WireGuard's allowed IPs pick the peer, so no gateway is needed).
+pub fn routes_of(desired: &DesiredState) -> Vec<Route> {
+    desired
+        .routes
+        .keys()
+        .map(|destination| Route {
+            destination: *destination,
+            gateway: None,
+            metric: None,
+        })
+        .collect()
+}
+
+/// Owns the applied state of one interface.
+pub struct Reconciler<D, N, F> {
+    pub device: D,
+    pub network: N,
+    pub firewall: F,
+    pub interface: String,
+    applied: DesiredState,
+    /// Whether relay forwarding is known to be in place (checked every run on relays).
+    relay_on: bool,
+    last_plan: Plan,
+}
+
+impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
+    pub fn new(device: D, network: N, firewall: F, interface: String) -> Self {
+        Self {
+            device,
+            network,
+            firewall,
+            interface,
+            applied: DesiredState::default(),
+            relay_on: false,
+            last_plan: Plan::default(),
+        }
+    }
+
+    /// What is applied now.
+    pub fn applied(&self) -> &DesiredState {
+        &self.applied
+    }
+
+    /// The last plan (why peers are skipped or relayed, for `show`).
+    pub fn last_plan(&self) -> &Plan {
+        &self.last_plan
+    }
+
+    /// Forgets that a peer is applied, so the next run writes it again (health "re-apply").
+    pub fn forget_peer(&mut self, key: &mesh::WgKey) {
+        self.applied.peers.remove(key);
+    }
+
+    /// One reconcile.
+    pub async fn run(
+        &mut self,
+        store: &PeerStore,
+        local: &LocalPlanConfig,
+        health: &HealthView,
+        now: Millis,
+        metrics: &Metrics,
+    ) -> ReconcileReport {
+        let started = Instant::now();
+        let snapshot = store.snapshot();
+        let plan = mesh::plan(&snapshot, local, health, now);
+        let diff = mesh::diff(&plan.desired, &self.applied);
+        let mut report = ReconcileReport {
+            peer_ops: diff.peers.len(),
+            route_ops: diff.routes.len(),
+            ..Default::default()
+        };
+        let mut next = self.applied.clone();
+
+        if !diff.peers.is_empty() {
+            match self.device.apply(&peer_diff(&diff.peers)).await {
+                Ok(r) => {
+                    report.writes += r.writes;
+                    next.peers = plan.desired.peers.clone();
+                }
+                Err(e) => {
+                    report.failed = true;
+                    tracing::warn!(error = %e, ops = diff.peers.len(), "applying WireGuard peers failed; retrying on the next reconcile");
+                }
+            }
+        }
+        if !diff.routes.is_empty() {
+            match self
+                .network
+                .sync_routes(&self.interface, &routes_of(&plan.desired))
+                .await
+            {
+                Ok(r) => {
+                    report.writes += r.replaced + r.deleted;
+                    next.routes = plan.desired.routes.clone();
+                }
+                Err(e) => {
+                    report.failed = true;
+                    tracing::warn!(error = %e, "syncing routes failed; retrying on the next reconcile");
+                }
+            }
+        }
+        let want_relay = plan.desired.relay_forwarding;
+        if want_relay || self.relay_on {
+            let result = if want_relay {
+                // Checked every run: restores the table if someone flushed the ruleset.
+                self.firewall
+                    .ensure_relay(&self.interface)
+                    .await
+                    .map(usize::from)
+            } else {
+                self.firewall
+                    .remove_relay(&self.interface)
+                    .await
+                    .map(|()| 1)
+            };
+            match result {
+                Ok(w) => {
+                    report.writes += w;
+                    self.relay_on = want_relay;
+                    next.relay_forwarding = want_relay;
+                }
+                Err(e) => {
+                    report.failed = true;
+                    tracing::warn!(error = %e, "relay forwarding could not be set; retrying on the next reconcile");
+                }
+            }
+        }
+        self.applied = next;
+        self.last_plan = plan;
+        let secs = started.elapsed().as_secs_f64();
+        metrics.inc("wgmesh_reconcile_total", &[]);
+        metrics.add("wgmesh_reconcile_duration_seconds_total", &[], secs);
+        metrics.set("wgmesh_reconcile_last_duration_seconds", &[], secs);
+        metrics.add("wgmesh_netlink_writes_total", &[], report.writes as f64);
+        if report.writes > 0 {
+            tracing::info!(
+                peers = report.peer_ops,
+                routes = report.route_ops,
+                writes = report.writes,
+                "reconciled"
+            );
+        }
+        report
+    }
+
+    /// Removes everything this reconciler applied (relay table); the caller deletes the device.
+    pub async fn teardown(&mut self) {
+        if self.relay_on {
+            if let Err(e) = self.firewall.remove_relay(&self.interface).await {
+                tracing::warn!(error = %e, "could not remove the relay forwarding table");
+            }
+            self.relay_on = false;
+        }
+    }
+}
