@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target"; target=$(cd "$target" && pwd)
+cargo test --locked -q -p wgmesh-netns-tests --lib
 cargo build --locked -q -p wgmesh-netns-tests --bin platform-tests
 t0=$(date +%s.%N)
 "$target/debug/platform-tests" --backend userspace

@@ -8,8 +8,24 @@
 //! [`DeviceState`], [`Route`]); the daemon maps the mesh planner's output onto them.
 //!
 //! Linux never runs `wg`, `ip`, `iptables`, `nft` or `sysctl`: everything goes over netlink
-//! (or `/proc/sys` for the one knob netlink cannot set). The one process spawned is
-//! `wireguard-go` itself, for the userspace backend.
+//! (IPv6 forwarding, which netlink cannot set per interface, is left to the administrator; see
+//! [`linux::forwarding`]). The one process spawned is `wireguard-go` itself, for the userspace
+//! backend.
+//!
+//! Map:
+//! - [`types`], [`traits`], [`diff`] (`PeerDiff::between`, [`sync_peers`]), [`backend`]
+//!   (`--backend auto|kernel|userspace`, `WGMESH_BACKEND`), [`error`];
+//! - [`uapi`]: the cross-platform UAPI protocol (pure encode/decode + socket client);
+//!   [`wireguard_go`] supervises the process, [`userspace`] is the UAPI device;
+//! - `linux`: `kernel_wg` (wireguard-control, genl), `detect` (neli), `device` (kernel or
+//!   userspace behind one type), `rtnl` (links, addresses, routes, events), `forwarding`
+//!   (per-interface IPv4 devconf), `nft` (relay table batch + nfnetlink socket);
+//! - [`macos`]: PF_ROUTE and address-ioctl encodings (pure), syscall glue, `Network` impl.
+//!
+//! A userspace device loses its peers and addresses when wireguard-go is restarted; the
+//! supervisor re-sends key/port/fwmark and bumps `LinuxWireGuard::userspace_restarts`, on which
+//! the daemon should reconcile at once (peers and addresses come back through the usual
+//! idempotent sync).
 #![deny(unsafe_code)] // forbidden in every file below except macos/sys.rs (ioctl)
 
 pub mod backend;

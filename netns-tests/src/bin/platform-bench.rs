@@ -2,7 +2,7 @@
 //! In a fresh namespace: apply 1000 peers x 2 allowed IPs from empty, a no-change apply (must
 //! make zero writes), and a change of 10 peers' endpoints — compared in the same run with
 //! `wg setconf` of the same config (wireguard-tools' own netlink/UAPI path) and with a loop of
-//! `wg set` invocations (what the old Go daemon did). Timings are medians of 3 rounds, except
+//! `wg set` invocations (what the old Go daemon did). Timings are medians of 5 rounds, except
 //! the 1000 x `wg set` loop (1 round).
 
 use std::io::Write;
@@ -20,7 +20,7 @@ use wgmesh_netns_tests::nsexec::NsExec;
 use wgmesh_netns_tests::preflight;
 
 const PEERS: usize = 1000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn peers() -> Vec<PeerConfig> {
     (0..PEERS)
@@ -140,18 +140,16 @@ fn main() {
         t.elapsed()
     };
 
-    // 1. from empty
+    // 1. from empty; wgmesh and `wg setconf` alternate so load changes hit both alike
     let mut ours_empty = Vec::new();
+    let mut setconf_empty = Vec::new();
     let mut writes_empty = 0;
     for _ in 0..ROUNDS {
         clear(&dev);
         let (t, w) = sync(&dev, &all);
         ours_empty.push(t);
         writes_empty = w;
-    }
-    check(&all);
-    let mut setconf_empty = Vec::new();
-    for _ in 0..ROUNDS {
+        check(&all);
         clear(&dev);
         setconf_empty.push(run_wg(vec![
             "setconf".into(),

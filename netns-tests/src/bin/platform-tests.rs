@@ -463,6 +463,45 @@ fn test_tunnel(lab: &Lab, backend: ResolvedBackend) {
             "proto 119 v4: {ours4:?}"
         );
     }
+    // a foreign route holding a destination wgmesh wants is left alone (no replace)
+    sh(
+        "ip",
+        &[
+            "-n",
+            &lab.ns("a"),
+            "route",
+            "add",
+            "10.202.0.0/24",
+            "dev",
+            &a.ifn,
+        ],
+    );
+    let r3 = Route {
+        destination: net("10.202.0.0/24"),
+        gateway: Some("100.96.0.2".parse().expect("gw")),
+        metric: None,
+    };
+    let (n, ifn) = (a.net.clone(), a.ifn.clone());
+    let want = vec![r1.clone(), r2.clone(), r3];
+    let report =
+        a.ex.run(move || async move { n.sync_routes(&ifn, &want).await })
+            .expect("sync with a foreign occupant");
+    assert_eq!(
+        (report.replaced, report.deleted, report.skipped_foreign),
+        (0, 0, 1)
+    );
+    let held = ip_in(&a, &["-4", "route", "show", "10.202.0.0/24"]);
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{held}");
+    // `ip -j` omits the protocol for "boot", the default of `ip route add`
+    assert!(
+        held[0].get("protocol").is_none_or(|p| p == "boot"),
+        "foreign route replaced: {held}"
+    );
+    assert!(
+        held[0].get("gateway").is_none(),
+        "foreign route replaced: {held}"
+    );
+    pass("a foreign route on a wanted destination is not replaced (skipped_foreign = 1)");
     let ours6 = route_dsts(&a, true, Some("119"));
     assert_eq!(ours6, vec!["fd96:200::/64".to_string()]);
     let gw = ip_in(&a, &["-4", "route", "show", "10.200.2.0/24", "dev", &a.ifn]);
@@ -530,47 +569,7 @@ fn test_tunnel(lab: &Lab, backend: ResolvedBackend) {
         seen.len()
     ));
 
-    // relay forwarding: nftables table + per-interface IPv4 forwarding
-    let fw = NftFirewall::new(a.net.clone());
-    let table = format!("wgmesh-{}", a.ifn);
-    let ensure = |fw: &NftFirewall| {
-        let (f, i) = (fw.clone(), a.ifn.clone());
-        a.ex.run(move || async move { f.ensure_relay(&i).await })
-            .expect("ensure_relay")
-    };
-    assert!(ensure(&fw), "first ensure writes");
-    assert!(!ensure(&fw), "second ensure must not write");
-    check_nft(&a, &table);
-    let i = a.ifn.clone();
-    let fwd = a.ex.sync(move || {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{i}/forwarding"))
-            .unwrap_or_default()
-    });
-    assert_eq!(fwd.trim(), "1", "per-interface forwarding");
-    let all = a.ex.sync(|| {
-        std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/forwarding").unwrap_or_default()
-    });
-    assert_eq!(all.trim(), "0", "global forwarding must stay off");
-    pass("relay: table written once, then no write; forwarding on for the mesh interface only");
-    a.ex.sync(|| sh("nft", &["flush", "ruleset"]));
-    assert!(nft_table_in(&a, &table).is_none());
-    assert!(ensure(&fw), "ensure after flush must restore");
-    check_nft(&a, &table);
-    pass("`nft flush ruleset` -> next ensure restores the table");
-    let (f, i) = (fw.clone(), a.ifn.clone());
-    a.ex.run(move || async move { f.remove_relay(&i).await })
-        .expect("remove_relay");
-    let (f, i) = (fw.clone(), a.ifn.clone());
-    a.ex.run(move || async move { f.remove_relay(&i).await })
-        .expect("remove_relay twice");
-    assert!(a.ex.sync(nft_tables).is_empty(), "tables left");
-    let i = a.ifn.clone();
-    let fwd = a.ex.sync(move || {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{i}/forwarding"))
-            .unwrap_or_default()
-    });
-    assert_eq!(fwd.trim(), "0");
-    pass("remove_relay (twice): no table left, forwarding off");
+    test_relay(lab, backend, &a, &b);
 
     for n in [&a, &b] {
         let d = Arc::clone(&n.dev);
@@ -580,6 +579,177 @@ fn test_tunnel(lab: &Lab, backend: ResolvedBackend) {
         assert!(n.ex.sync(move || !wgmesh_netns_tests::lab::sh_ok("ip", &["link", "show", &i])));
     }
     pass("devices deleted");
+}
+
+fn peer_of(n: &Node, endpoint: &str, allowed: &[&str]) -> PeerConfig {
+    let mut p = PeerConfig::new(n.kp.public);
+    p.endpoint = Some(endpoint.parse().expect("endpoint"));
+    p.allowed_ips = allowed.iter().map(|a| net(a)).collect();
+    p.persistent_keepalive = Some(1);
+    p
+}
+
+fn read_sys(n: &Node, path: String) -> String {
+    n.ex.sync(move || {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
+}
+
+fn ping_ok(n: &Node, dst: &str, count: &str) -> bool {
+    let d = dst.to_string();
+    let c = count.to_string();
+    n.ex.sync(move || {
+        std::process::Command::new("ping")
+            .args(["-c", &c, "-i", "0.2", "-W", "2", &d])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}
+
+/// b relays between a and a third node c that only b can reach: nothing passes before
+/// `ensure_relay`, pings pass after it (counted by the accept rule); flush/restore/remove.
+fn test_relay(lab: &Lab, backend: ResolvedBackend, a: &Node, b: &Node) {
+    let c = node(lab, "c", backend);
+    lab.link(
+        &lab.ns("b"),
+        "veth1",
+        "10.78.0.1/24",
+        &lab.ns("c"),
+        "veth0",
+        "10.78.0.2/24",
+    );
+    let (n, i) = (c.net.clone(), c.ifn.clone());
+    c.ex.run(move || async move {
+        n.set_link(&i, true, Some(DEFAULT_MTU)).await?;
+        n.replace_addresses(&i, &[net("100.96.0.3/24")]).await
+    })
+    .expect("c link + address");
+    let to_b = |ep: &str| peer_of(b, ep, &["100.96.0.2/32", "fd96::2/128"]);
+    let mut pa = to_b("10.77.0.2:51820");
+    pa.allowed_ips.push(net("100.96.0.3/32"));
+    // also b's other network (its veth to c): the relay must not forward mesh traffic there
+    pa.allowed_ips.push(net("10.78.0.0/24"));
+    let lan = Route {
+        destination: net("10.78.0.0/24"),
+        gateway: None,
+        metric: None,
+    };
+    let (n, i) = (a.net.clone(), a.ifn.clone());
+    a.ex.run(move || async move { n.replace_route(&i, &lan).await })
+        .expect("route to b's LAN via the mesh");
+    let mut pc = to_b("10.78.0.1:51820");
+    pc.allowed_ips.push(net("100.96.0.1/32"));
+    assert_eq!(apply(&a.ex, &a.dev, &[pa]), 1);
+    assert_eq!(apply(&c.ex, &c.dev, &[pc]), 1);
+    let b_peers = [
+        peer_of(a, "10.77.0.1:51820", &["100.96.0.1/32", "fd96::1/128"]),
+        peer_of(&c, "10.78.0.2:51820", &["100.96.0.3/32"]),
+    ];
+    assert_eq!(apply(&b.ex, &b.dev, &b_peers), 1);
+    assert!(ping_ok(&c, "100.96.0.2", "2"), "c cannot reach the relay b");
+    assert!(
+        !ping_ok(a, "100.96.0.3", "2"),
+        "a reached c before relaying was enabled"
+    );
+    pass("a -> c through b fails while b does not relay");
+
+    let fw = NftFirewall::new(b.net.clone());
+    let table = format!("wgmesh-{}", b.ifn);
+    let ensure = |fw: &NftFirewall| {
+        let (f, i) = (fw.clone(), b.ifn.clone());
+        b.ex.run(move || async move { f.ensure_relay(&i).await })
+            .expect("ensure_relay")
+    };
+    assert!(ensure(&fw), "first ensure writes");
+    assert!(!ensure(&fw), "second ensure must not write");
+    check_nft(b, &table);
+    assert_eq!(
+        read_sys(b, format!("/proc/sys/net/ipv4/conf/{}/forwarding", b.ifn)),
+        "1"
+    );
+    assert_eq!(
+        read_sys(b, "/proc/sys/net/ipv4/conf/all/forwarding".into()),
+        "0"
+    );
+    assert_eq!(
+        read_sys(b, "/proc/sys/net/ipv4/conf/veth0/forwarding".into()),
+        "0"
+    );
+    pass(
+        "relay: table written once, then no write; IPv4 forwarding on for the mesh interface only",
+    );
+    assert!(
+        ping_ok(a, "100.96.0.3", "3"),
+        "a cannot reach c through the relay"
+    );
+    let counted = rule_packets(b, &table, 0);
+    assert!(counted >= 6, "accept rule counted {counted} packets");
+    pass(&format!(
+        "a -> c relayed by b: ping ok, accept rule counted {counted} packets"
+    ));
+    assert!(
+        ping_ok(&c, "10.78.0.1", "1"),
+        "c reaches b's LAN address directly"
+    );
+    assert!(
+        !ping_ok(a, "10.78.0.2", "2"),
+        "the relay forwarded mesh traffic to its LAN"
+    );
+    let dropped = rule_packets(b, &table, 1);
+    assert!(dropped >= 2, "drop rule counted {dropped} packets");
+    pass(&format!(
+        "mesh -> b's other network is not forwarded (drop rule counted {dropped} packets)"
+    ));
+
+    b.ex.sync(|| sh("nft", &["flush", "ruleset"]));
+    assert!(nft_table_in(b, &table).is_none());
+    assert!(ensure(&fw), "ensure after flush must restore");
+    check_nft(b, &table);
+    pass("`nft flush ruleset` -> next ensure restores the table");
+    for _ in 0..2 {
+        let (f, i) = (fw.clone(), b.ifn.clone());
+        b.ex.run(move || async move { f.remove_relay(&i).await })
+            .expect("remove_relay");
+    }
+    assert!(b.ex.sync(nft_tables).is_empty(), "tables left");
+    assert_eq!(
+        read_sys(b, format!("/proc/sys/net/ipv4/conf/{}/forwarding", b.ifn)),
+        "0"
+    );
+    assert!(
+        !ping_ok(a, "100.96.0.3", "1"),
+        "still relaying after remove_relay"
+    );
+    pass("remove_relay (twice): no table left, forwarding off, a -> c blocked again");
+
+    let d = Arc::clone(&c.dev);
+    c.ex.run(move || async move { d.delete().await })
+        .expect("delete c");
+}
+
+/// Packets counted by rule number `index` of the relay chain (0: accept, 1: drop).
+fn rule_packets(n: &Node, table: &str, index: usize) -> u64 {
+    use nftables::schema::{NfListObject, NfObject};
+    let t = nft_table_in(n, table).expect("table exists");
+    let rule = t
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            NfObject::ListObject(NfListObject::Rule(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .nth(index)
+        .expect("the rule");
+    let v = serde_json::to_value(&rule.expr).expect("json");
+    v.as_array()
+        .and_then(|a| a.iter().find_map(|s| s.get("counter")))
+        .and_then(|c| c.get("packets"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
 }
 
 fn nft_table_in(n: &Node, table: &str) -> Option<nftables::schema::Nftables<'static>> {

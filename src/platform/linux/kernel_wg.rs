@@ -65,28 +65,40 @@ fn allowed(p: &PeerConfig) -> Vec<AllowedIp> {
         .collect()
 }
 
-fn builder(p: &PeerConfig) -> PeerConfigBuilder {
-    let mut b = PeerConfigBuilder::new(&WgKey(p.public_key))
-        .replace_allowed_ips()
-        .add_allowed_ips(&allowed(p))
-        .set_persistent_keepalive_interval(p.persistent_keepalive.unwrap_or(0));
-    b = match p.preshared_key {
-        Some(k) => b.set_preshared_key(WgKey(k)),
-        None => b.unset_preshared_key(),
-    };
+/// Peer attributes: a new peer (`fresh`) carries only what differs from a new peer's
+/// defaults; an updated peer carries everything (PSK and keepalive set or cleared, allowed IPs
+/// replaced).
+fn builder(p: &PeerConfig, fresh: bool) -> PeerConfigBuilder {
+    let mut b = PeerConfigBuilder::new(&WgKey(p.public_key)).add_allowed_ips(&allowed(p));
+    if !fresh {
+        b = b.replace_allowed_ips();
+    }
+    if !fresh || p.keepalive().is_some() {
+        b = b.set_persistent_keepalive_interval(p.persistent_keepalive.unwrap_or(0));
+    }
+    match p.preshared_key {
+        Some(k) => b = b.set_preshared_key(WgKey(k)),
+        None if !fresh => b = b.unset_preshared_key(),
+        None => {}
+    }
     if let Some(ep) = p.endpoint {
         b = b.set_endpoint(ep);
     }
     b
 }
 
-/// The `DeviceUpdate` for a diff (removals first).
+/// The `DeviceUpdate` for a diff (removals, additions, updates).
 pub fn update_for(diff: &PeerDiff) -> DeviceUpdate {
     let mut u = DeviceUpdate::new();
     for k in &diff.remove {
         u = u.remove_peer_by_key(&WgKey(*k));
     }
-    let peers: Vec<PeerConfigBuilder> = diff.add.iter().chain(&diff.update).map(builder).collect();
+    let peers: Vec<PeerConfigBuilder> = diff
+        .add
+        .iter()
+        .map(|p| builder(p, true))
+        .chain(diff.update.iter().map(|p| builder(p, false)))
+        .collect();
     u.add_peers(&peers)
 }
 

@@ -12,5 +12,20 @@ pub mod nft;
 pub mod rtnl;
 
 pub use device::LinuxWireGuard;
+
+use crate::platform::PlatformError;
+use crate::platform::backend::BackendChoice;
+
+/// Resolves the backend choice (`--backend`, already overridden by `WGMESH_BACKEND`) on this
+/// kernel and creates or adopts the WireGuard interface `name` with it.
+pub async fn open_device(
+    name: &str,
+    choice: BackendChoice,
+    net: &RtnlNetwork,
+) -> Result<LinuxWireGuard, PlatformError> {
+    let backend = detect::resolve_backend(choice, net).await?;
+    tracing::info!(iface = name, %backend, "WireGuard backend");
+    LinuxWireGuard::create(name, backend).await
+}
 pub use nft::NftFirewall;
 pub use rtnl::RtnlNetwork;

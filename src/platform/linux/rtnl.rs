@@ -30,6 +30,7 @@ const ENODEV: i32 = 19;
 const ENOENT: i32 = 2;
 const ESRCH: i32 = 3;
 const EADDRNOTAVAIL: i32 = 99;
+const EEXIST: i32 = 17;
 
 /// Errors of the rtnetlink layer.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,12 @@ pub enum RtnlError {
     },
     #[error("route {0}: the gateway's address family differs from the destination's")]
     MixedFamilies(String),
+    #[error(
+        "a route to {destination} with the same metric exists that wgmesh did not install \
+         (see `ip route show {destination}`); wgmesh leaves it alone: remove it if the mesh \
+         should carry this prefix on {iface}"
+    )]
+    ForeignRoute { destination: String, iface: String },
 }
 
 /// Negative errno of a netlink error, as a positive number.
@@ -151,6 +158,41 @@ impl RtnlNetwork {
             .await
             .map_err(nl("list addresses", iface))
             .map(|v| v.into_iter().filter(|m| m.header.index == index).collect())
+    }
+
+    /// Whether the route occupying `route`'s slot (main table, same destination and metric,
+    /// any interface) is one of wgmesh's.
+    async fn occupant_is_ours(&self, route: &Route) -> Result<bool, RtnlError> {
+        let dst = route.destination.trunc();
+        let mut q = RouteMessage::default();
+        q.header.address_family = match dst {
+            IpNet::V4(_) => AddressFamily::Inet,
+            IpNet::V6(_) => AddressFamily::Inet6,
+        };
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(q)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("list routes", "*"))?;
+        let default_metric = if dst.addr().is_ipv6() { 1024 } else { 0 };
+        let want_metric = route.metric.unwrap_or(default_metric);
+        Ok(msgs.iter().any(|m| {
+            let metric = m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            m.header.table == RouteHeader::RT_TABLE_MAIN
+                && route_dst(m) == Some(dst)
+                && metric == want_metric
+                && u8::from(m.header.protocol) == WGMESH_ROUTE_PROTOCOL
+        }))
     }
 
     async fn route_messages(&self, iface: &str) -> Result<Vec<(RouteMessage, Route)>, RtnlError> {
@@ -355,6 +397,20 @@ impl Network for RtnlNetwork {
     async fn replace_route(&self, iface: &str, route: &Route) -> Result<(), PlatformError> {
         let index = self.link(iface).await?.header.index;
         let m = route_message(route, index)?;
+        // Add exclusively first: NLM_F_REPLACE would overwrite a route with the same
+        // destination and metric whoever installed it.
+        match self.handle.route().add(m.clone()).execute().await {
+            Ok(()) => return Ok(()),
+            Err(e) if errno(&e) == Some(EEXIST) => {}
+            Err(e) => return Err(nl("add route", iface)(e).into()),
+        }
+        if !self.occupant_is_ours(route).await? {
+            return Err(RtnlError::ForeignRoute {
+                destination: route.destination.trunc().to_string(),
+                iface: iface.to_string(),
+            }
+            .into());
+        }
         self.handle
             .route()
             .add(m)
@@ -404,8 +460,14 @@ impl Network for RtnlNetwork {
         }
         for r in want {
             if !have.contains(r) {
-                self.replace_route(iface, r).await?;
-                report.replaced += 1;
+                match self.replace_route(iface, r).await {
+                    Ok(()) => report.replaced += 1,
+                    Err(PlatformError::Rtnl(e @ RtnlError::ForeignRoute { .. })) => {
+                        tracing::warn!(error = %e, "route not installed");
+                        report.skipped_foreign += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(report)
@@ -439,13 +501,20 @@ impl Network for RtnlNetwork {
     }
 }
 
+/// Destination of a route message (a missing RTA_DST is the default route of its family).
 fn route_dst(m: &RouteMessage) -> Option<IpNet> {
-    m.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(d) => {
-            ip_of(d).and_then(|ip| IpNet::new(ip, m.header.destination_prefix_length).ok())
-        }
+    let len = m.header.destination_prefix_length;
+    let explicit = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(d) => ip_of(d),
         _ => None,
-    })
+    });
+    let addr = match (explicit, m.header.address_family) {
+        (Some(a), _) => a,
+        (None, AddressFamily::Inet6) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        (None, AddressFamily::Inet) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        (None, _) => return None,
+    };
+    IpNet::new(addr, len).ok()
 }
 
 /// Maps a multicast rtnetlink message to an event.

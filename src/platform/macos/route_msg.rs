@@ -488,3 +488,40 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes from a routing socket never panic the decoders.
+        #[test]
+        fn decoders_never_panic(mut b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_route(&b);
+            let _ = decode_event(&b);
+            if b.len() > 4 {
+                // plausible headers reach the sockaddr walk
+                let len = b.len() as u16;
+                b[0..2].copy_from_slice(&len.to_ne_bytes());
+                b[2] = RTM_VERSION;
+                let _ = decode_route(&b);
+                let _ = decode_event(&b);
+            }
+        }
+
+        /// Every encoded wgmesh route decodes back to itself.
+        #[test]
+        fn route_roundtrip(a in any::<[u8; 4]>(), len in 0u8..=32, gw in proptest::option::of(any::<[u8; 4]>()), idx in 1u16..) {
+            let dst = IpNet::new(std::net::Ipv4Addr::from(a).into(), len).unwrap().trunc();
+            let hop = match gw {
+                Some(g) => NextHop::Gateway(std::net::Ipv4Addr::from(g).into()),
+                None => NextHop::Interface(idx),
+            };
+            let m = decode_route(&encode_route(RTM_ADD, 3, dst, hop)).unwrap();
+            let r = m.wgmesh_route().unwrap();
+            prop_assert_eq!(r.destination, dst);
+            prop_assert_eq!(r.gateway, gw.map(|g| std::net::Ipv4Addr::from(g).into()));
+        }
+    }
+}

@@ -196,3 +196,63 @@ mod tests {
         assert_eq!(parse_errno("errno=0\n\n").unwrap(), 0);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::platform::types::PeerDiff;
+    use crate::platform::uapi::encode::encode_diff;
+    use proptest::prelude::*;
+
+    fn arb_peer() -> impl Strategy<Value = PeerConfig> {
+        (
+            any::<[u8; 32]>(),
+            proptest::option::of(any::<[u8; 32]>().prop_filter("non-zero", |k| *k != [0; 32])),
+            proptest::option::of((any::<[u8; 4]>(), 1u16..)),
+            proptest::collection::vec((any::<[u8; 4]>(), 0u8..=32), 0..4),
+            proptest::option::of(1u16..),
+        )
+            .prop_map(|(key, psk, ep, ips, ka)| PeerConfig {
+                public_key: key,
+                preshared_key: psk,
+                endpoint: ep.map(|(a, p)| std::net::SocketAddr::from((a, p))),
+                allowed_ips: ips
+                    .into_iter()
+                    .filter_map(|(a, l)| {
+                        ipnet::IpNet::new(std::net::Ipv4Addr::from(a).into(), l).ok()
+                    })
+                    .map(|n| n.trunc())
+                    .collect(),
+                persistent_keepalive: ka,
+            })
+    }
+
+    proptest! {
+        /// What `encode_diff` writes is what a device holding it would report: turn the set
+        /// request into a get reply (same keys) and decode it.
+        #[test]
+        fn encode_then_decode_roundtrips(peers in proptest::collection::vec(arb_peer(), 0..6)) {
+            let mut uniq = std::collections::BTreeMap::new();
+            for p in peers { uniq.insert(p.public_key, p); }
+            let peers: Vec<PeerConfig> = uniq.into_values().collect();
+            let diff = PeerDiff { add: peers.clone(), ..Default::default() };
+            let reply = match encode_diff(&diff) {
+                None => "errno=0\n\n".to_string(),
+                Some(req) => req
+                    .lines()
+                    .filter(|l| *l != "set=1" && *l != "replace_allowed_ips=true" && !l.is_empty())
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>() + "errno=0\n\n",
+            };
+            let dev = decode_get(&reply).unwrap();
+            prop_assert_eq!(dev.peer_configs(), peers);
+        }
+
+        /// Arbitrary replies never panic the decoder.
+        #[test]
+        fn decoder_never_panics(s in "\\PC{0,400}") {
+            let _ = decode_get(&s);
+            let _ = parse_errno(&s);
+        }
+    }
+}

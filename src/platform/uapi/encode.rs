@@ -26,29 +26,32 @@ pub fn encode_device(config: &DeviceConfig) -> String {
     s
 }
 
-fn push_peer(s: &mut String, p: &PeerConfig) {
+/// A new peer (`fresh`) gets only the fields that differ from a new peer's defaults; an
+/// updated one gets every field, so cleared values (no PSK, no keepalive) are cleared and its
+/// allowed IPs replaced.
+fn push_peer(s: &mut String, p: &PeerConfig, fresh: bool) {
     let _ = writeln!(s, "public_key={}", hex(&p.public_key));
-    let _ = writeln!(
-        s,
-        "preshared_key={}",
-        hex(&p.preshared_key.unwrap_or([0; 32]))
-    );
+    if !fresh || p.preshared_key.is_some() {
+        let psk = p.preshared_key.unwrap_or([0; 32]);
+        let _ = writeln!(s, "preshared_key={}", hex(&psk));
+    }
     if let Some(ep) = p.endpoint {
         let _ = writeln!(s, "endpoint={ep}");
     }
-    let _ = writeln!(
-        s,
-        "persistent_keepalive_interval={}",
-        p.persistent_keepalive.unwrap_or(0)
-    );
-    s.push_str("replace_allowed_ips=true\n");
+    if !fresh || p.keepalive().is_some() {
+        let ka = p.persistent_keepalive.unwrap_or(0);
+        let _ = writeln!(s, "persistent_keepalive_interval={ka}");
+    }
+    if !fresh {
+        s.push_str("replace_allowed_ips=true\n");
+    }
     for ip in &p.allowed_ips {
         let _ = writeln!(s, "allowed_ip={}", ip.trunc());
     }
 }
 
-/// One `set=1` request carrying the whole diff (removals first). `None` for an empty diff:
-/// nothing to send.
+/// One `set=1` request carrying the whole diff (removals, then additions, then updates).
+/// `None` for an empty diff: nothing to send.
 pub fn encode_diff(diff: &PeerDiff) -> Option<String> {
     if diff.is_empty() {
         return None;
@@ -59,8 +62,11 @@ pub fn encode_diff(diff: &PeerDiff) -> Option<String> {
         let _ = writeln!(s, "public_key={}", hex(key));
         s.push_str("remove=true\n");
     }
-    for p in diff.add.iter().chain(&diff.update) {
-        push_peer(&mut s, p);
+    for p in &diff.add {
+        push_peer(&mut s, p, true);
+    }
+    for p in &diff.update {
+        push_peer(&mut s, p, false);
     }
     s.push('\n');
     Some(s)
@@ -84,18 +90,22 @@ mod tests {
             "fd00::2/128".parse().unwrap(),
         ];
         p.persistent_keepalive = Some(25);
+        let mut q = PeerConfig::new([0xcd; 32]);
+        q.allowed_ips = vec!["10.0.0.3/32".parse().unwrap()];
         let diff = PeerDiff {
-            add: vec![p],
-            update: vec![],
+            add: vec![q],
+            update: vec![p],
             remove: vec![[1; 32]],
         };
         let s = encode_diff(&diff).unwrap();
         let ab = "ab".repeat(32);
+        let cd = "cd".repeat(32);
         let one = "01".repeat(32);
         let zero = "00".repeat(32);
         let want = format!(
-            "set=1\npublic_key={one}\nremove=true\npublic_key={ab}\npreshared_key={zero}\n\
-             endpoint=[fd00::1]:51820\npersistent_keepalive_interval=25\nreplace_allowed_ips=true\n\
+            "set=1\npublic_key={one}\nremove=true\npublic_key={cd}\nallowed_ip=10.0.0.3/32\n\
+             public_key={ab}\npreshared_key={zero}\nendpoint=[fd00::1]:51820\n\
+             persistent_keepalive_interval=25\nreplace_allowed_ips=true\n\
              allowed_ip=10.0.0.0/24\nallowed_ip=fd00::2/128\n\n"
         );
         assert_eq!(s, want);

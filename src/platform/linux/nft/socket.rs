@@ -13,10 +13,17 @@ use crate::platform::linux::nft::{NftError, batch};
 
 const ENOENT: i32 = 2;
 
+/// Replies are queued before `send` returns; the timeout only guards against a reply that
+/// never comes (it would otherwise block a blocking-pool thread forever).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn open() -> Result<Socket, NftError> {
     let mut s = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
     s.bind_auto().map_err(NftError::Socket)?;
     s.connect(&SocketAddr::new(0, 0))
+        .map_err(NftError::Socket)?;
+    socket2::SockRef::from(&s)
+        .set_read_timeout(Some(REPLY_TIMEOUT))
         .map_err(NftError::Socket)?;
     Ok(s)
 }
