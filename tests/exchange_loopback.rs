@@ -379,3 +379,47 @@ async fn probes_are_answered_and_goodbyes_remove_the_sender() {
     wait_for("B to forget A", Duration::from_secs(2), || !b.knows(&a)).await;
     b.tasks.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_hello_from_elsewhere_does_not_move_a_known_endpoint() {
+    let mut b = node(62, vec![], None).await;
+    let mut a = node(61, vec![b.addr()], None).await;
+    b.tasks = Some(b.socket.start());
+    a.tasks = Some(a.socket.start());
+    wait_for("A and B to meet", Duration::from_secs(3), || {
+        a.knows(&b) && b.knows(&a)
+    })
+    .await;
+    let real = SocketAddr::from((a.ip, a.wireguard_port()));
+    assert_eq!(b.store.get(&a.key()).unwrap().endpoint_addr(), Some(real));
+
+    // A's hello as anyone could replay it, from another address.
+    let keys = keys();
+    let replayed = Message::Hello(Box::new(wgmesh::proto::exchange::Hello {
+        challenge: [0x42; 16],
+        record: signed_record(&keys, &a.id, a.ip, a.addr().port()),
+        digests: vec![],
+        cookie: None,
+    }))
+    .seal(&keys)
+    .unwrap();
+    let dht = || {
+        b.metrics
+            .get("wgmesh_discovery_events_total", &[("method", "dht")])
+            .unwrap_or(0.0)
+    };
+    let before = dht();
+    send_from(66, b.addr(), &replayed, 1).await;
+    wait_for("B to process the replay", Duration::from_secs(2), || {
+        dht() > before
+    })
+    .await;
+    assert_eq!(
+        b.store.get(&a.key()).unwrap().endpoint_addr(),
+        Some(real),
+        "an unproven source does not move a known endpoint"
+    );
+    for n in [a, b] {
+        n.tasks.unwrap().stop().await;
+    }
+}

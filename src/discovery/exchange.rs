@@ -189,6 +189,17 @@ impl Exchange {
         self.cookies.cookie_for(canonical(addr), now)
     }
 
+    /// Whether `cookie` (from a hello) is this node's valid cookie for `src`: the hello's
+    /// source address is proven.
+    pub fn proves_address(
+        &self,
+        src: SocketAddr,
+        cookie: Option<&[u8; CHALLENGE_BYTES]>,
+        now: Millis,
+    ) -> bool {
+        cookie.is_some_and(|c| self.cookies.is_valid(canonical(src), c, now))
+    }
+
     /// This node's digests for a hello or reply: every peer of `snapshot`, or a random subset
     /// of `max_digests` of them.
     pub fn digests(&mut self, snapshot: &[PeerEntry]) -> Vec<Digest> {
@@ -291,10 +302,7 @@ impl Exchange {
     ) -> Vec<Message> {
         let src = canonical(received.src);
         let challenge = received.hello.challenge;
-        let proven = received
-            .hello
-            .cookie
-            .is_some_and(|c| self.cookies.is_valid(src, &c, now));
+        let proven = self.proves_address(src, received.hello.cookie.as_ref(), now);
         let budget = if proven {
             usize::MAX
         } else {

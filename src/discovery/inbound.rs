@@ -1,8 +1,9 @@
 //! What the control socket does with each datagram: rate limit per source, open, then per
 //! message type verify records and hand them to the peer store (hello, reply and unicast
-//! announce as `dht` with the packet's source IP and the record's WireGuard port; records as
-//! `dht-transitive` with the record's own candidate), answer (reply, records, probe reply),
-//! honour signed goodbyes, and forward probe replies. Every drop is counted by reason.
+//! announce as `dht` with the packet's source IP and the record's WireGuard port, unless an
+//! unproven source would move a held endpoint — see `endpoint`; records as `dht-transitive`
+//! with the record's own candidate), answer (reply, records, probe reply), honour signed
+//! goodbyes, and forward probe replies. Every drop is counted by reason.
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,7 @@ use crate::proto::{NodeRecord, RecordVerifier, SignedRecord};
 use super::canonical;
 use super::control_socket::{EVENTS_METRIC, Inner, ProbeReplyEvent, lock};
 use super::digests::records_the_other_lacks;
+use super::endpoint::vouched_endpoint;
 use super::exchange::ReceivedHello;
 
 /// Reason label of datagrams over the per-source rate.
@@ -69,10 +71,15 @@ fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<Node
     }
 }
 
-/// The endpoint a direct message vouches for: the packet's source IP, the record's WireGuard
-/// port.
-fn direct_endpoint(src: SocketAddr, record: &NodeRecord) -> SocketAddr {
-    SocketAddr::new(src.ip(), record.wireguard_port)
+/// The endpoint a direct message from `src` vouches for (see [`vouched_endpoint`]).
+fn direct_endpoint(
+    inner: &Inner,
+    src: SocketAddr,
+    record: &NodeRecord,
+    proven: bool,
+) -> SocketAddr {
+    let held = inner.store.get(&record.wireguard_public);
+    vouched_endpoint(src, record, proven, held.as_ref())
 }
 
 /// Hands a verified record to the store; `true` when the store took it.
@@ -125,7 +132,8 @@ async fn on_hello(inner: &Inner, src: SocketAddr, hello: &Hello, sealed_len: usi
         inner.reject(REASON_OWN_RECORD);
         return;
     }
-    let endpoint = direct_endpoint(src, &record);
+    let proven = lock(&inner.exchange).proves_address(src, hello.cookie.as_ref(), now);
+    let endpoint = direct_endpoint(inner, src, &record, proven);
     learn(
         inner,
         record,
@@ -178,7 +186,8 @@ async fn on_reply(inner: &Inner, src: SocketAddr, reply: &Reply, now: Millis) {
         return;
     }
     debug!(from = %src, peer = %short_key(&responder), observed = %reply.observed, "reply received");
-    let endpoint = direct_endpoint(src, &record);
+    // The reply echoes a challenge sent to `src`: the address is proven.
+    let endpoint = direct_endpoint(inner, src, &record, true);
     learn(
         inner,
         record,
@@ -279,7 +288,7 @@ fn on_announce(inner: &Inner, src: SocketAddr, signed: SignedRecord, now: Millis
         inner.reject(REASON_OWN_RECORD);
         return;
     }
-    let endpoint = direct_endpoint(src, &record);
+    let endpoint = direct_endpoint(inner, src, &record, false);
     learn(
         inner,
         record,

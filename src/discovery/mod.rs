@@ -4,7 +4,8 @@
 //! Peer exchange (PROTOCOL.md §8) so far:
 //! - [`ratelimit`]: per-source token buckets applied before any decryption (pure);
 //! - [`exchange`]: the hello / reply / records protocol state, cookies and the
-//!   anti-amplification budget (pure, sans-IO), with [`digests`] and [`cookie`] helpers;
+//!   anti-amplification budget (pure, sans-IO), with [`digests`] and [`cookie`] helpers, and
+//!   [`endpoint`] (which source address a direct message may set as a peer's endpoint);
 //! - [`control_socket`]: the UDP control socket that drives them (tokio), with `inbound`
 //!   (what each received message does) and `contact` (hello sessions, static peers).
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ mod contact;
 pub mod control_socket;
 pub mod cookie;
 pub mod digests;
+pub mod endpoint;
 pub mod exchange;
 pub mod expiring;
 mod inbound;
