@@ -211,6 +211,8 @@ async fn a_and_c_learn_each_other_through_b() {
     let (a, b, c) = triangle(11, 12, 13).await;
     wait_for("the mesh", Duration::from_secs(4), || meshed(&a, &b, &c)).await;
     assert_learned_through_b(&a, &b, &c);
+    // B told A where A's hellos came from.
+    assert_eq!(*a.socket.observed_address().borrow(), Some(a.addr()));
     for n in [a, b, c] {
         n.tasks.unwrap().stop().await;
     }

@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
     pub(crate) shutdown: watch::Sender<bool>,
+    /// The address the latest verified reply says this node's hello came from.
+    pub(crate) observed: watch::Sender<Option<SocketAddr>>,
 }
 
 /// Locks a mutex; a panic elsewhere cannot leave these maps half-updated in a way that
@@ -256,6 +258,7 @@ impl ControlSocket {
         let local_addr = socket.local_addr().map_err(ControlSocketError::LocalAddr)?;
         info!(addr = %local_addr, "control socket bound");
         let (shutdown, _) = watch::channel(false);
+        let (observed, _) = watch::channel(None);
         Ok(Self {
             inner: Arc::new(Inner {
                 socket,
@@ -270,6 +273,7 @@ impl ControlSocket {
                 local_record: deps.local_record,
                 probe_replies: deps.probe_replies,
                 shutdown,
+                observed,
             }),
         })
     }
@@ -280,6 +284,8 @@ impl ControlSocket {
     }
 
     /// Spawns the receive loop and the static-peer loop (must run inside a tokio runtime).
+    /// Keep the returned [`ControlTasks`]: dropping it stops everything.
+    #[must_use = "dropping ControlTasks stops the control socket"]
     pub fn start(&self) -> ControlTasks {
         let receive = tokio::spawn(receive_loop(
             self.inner.clone(),
@@ -330,6 +336,13 @@ impl ControlSocket {
             .filter(|a| self.inner.can_reach(a))
             .collect();
         targets.into_iter().collect()
+    }
+
+    /// The address responders saw this node's hellos come from (its public, reflexive address
+    /// when behind a NAT), as reported by the latest verified reply. A hint for the endpoint
+    /// candidates (kind `observed`): a mesh member could report anything.
+    pub fn observed_address(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.inner.observed.subscribe()
     }
 
     /// What the peer exchange refused to send so far (amplification budget).

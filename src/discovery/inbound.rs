@@ -186,6 +186,10 @@ async fn on_reply(inner: &Inner, src: SocketAddr, reply: &Reply, now: Millis) {
         return;
     }
     debug!(from = %src, peer = %short_key(&responder), observed = %reply.observed, "reply received");
+    let observed = canonical(reply.observed);
+    inner
+        .observed
+        .send_if_modified(|o| o.replace(observed) != Some(observed));
     // The reply echoes a challenge sent to `src`: the address is proven.
     let endpoint = direct_endpoint(inner, src, &record, true);
     learn(
