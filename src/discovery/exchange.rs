@@ -35,6 +35,9 @@ pub const CHALLENGE_TTL: Duration = Duration::from_secs(10);
 pub const AMPLIFICATION_FACTOR: usize = 3;
 /// Most records sent in answer to one hello (or pushed after one reply), cookie or not.
 pub const DEFAULT_MAX_RECORDS_PER_ANSWER: usize = 64;
+/// Most records messages (datagrams) in one answer or push: with the reply they stay well
+/// within the receiver's per-source burst (20), so none is dropped by its rate limit.
+pub const DEFAULT_MAX_RECORDS_MESSAGES: usize = 8;
 
 /// A challenge: 16 random bytes, fresh per hello.
 pub type Challenge = [u8; CHALLENGE_BYTES];
@@ -52,6 +55,8 @@ pub struct ExchangeConfig {
     pub max_responders: usize,
     /// Most records in one answer or one push.
     pub max_records_per_answer: usize,
+    /// Most records messages (datagrams) in one answer or one push.
+    pub max_records_messages: usize,
     /// Most digests in a hello or reply (the protocol allows 32).
     pub max_digests: usize,
 }
@@ -64,6 +69,7 @@ impl Default for ExchangeConfig {
             max_answered: 4096,
             max_responders: 1024,
             max_records_per_answer: DEFAULT_MAX_RECORDS_PER_ANSWER,
+            max_records_messages: DEFAULT_MAX_RECORDS_MESSAGES,
             max_digests: MAX_DIGESTS,
         }
     }
@@ -341,7 +347,12 @@ impl Exchange {
             self.rng.as_mut(),
         );
         let mut out = vec![reply];
-        let (records, withheld) = pack_within(challenge, wanted, budget.saturating_sub(spent));
+        let (records, withheld) = pack_within(
+            challenge,
+            wanted,
+            budget.saturating_sub(spent),
+            self.config.max_records_messages,
+        );
         self.stats.records_withheld += withheld;
         out.extend(records.into_iter().map(Message::Records));
         out
@@ -370,7 +381,7 @@ impl Exchange {
     }
 
     /// Records this node pushes after a reply: `wanted` (what the responder lacks), capped at
-    /// the per-answer maximum, packed into datagram-sized messages.
+    /// the per-answer maximums, packed into datagram-sized messages.
     pub fn push_records(
         &mut self,
         challenge: Challenge,
@@ -381,7 +392,9 @@ impl Exchange {
             self.config.max_records_per_answer,
             self.rng.as_mut(),
         );
-        Records::pack(challenge, wanted)
+        let mut packed = Records::pack(challenge, wanted);
+        packed.truncate(self.config.max_records_messages);
+        packed
     }
 }
 
@@ -389,13 +402,17 @@ fn sealed_records_len(r: &Records) -> usize {
     HEADER_BYTES + r.encode().len() + TAG_BYTES
 }
 
-/// Packs `records` into datagram-sized messages totalling at most `budget` sealed bytes;
-/// returns the messages and how many records did not fit.
+/// Packs `records` into at most `max_messages` datagram-sized messages totalling at most
+/// `budget` sealed bytes; returns the messages and how many records did not fit.
 fn pack_within(
     challenge: Challenge,
     records: Vec<SignedRecord>,
     budget: usize,
+    max_messages: usize,
 ) -> (Vec<Records>, u64) {
+    if max_messages == 0 {
+        return (Vec::new(), records.len() as u64);
+    }
     let empty = || Records {
         challenge,
         records: Vec::new(),
@@ -412,6 +429,11 @@ fn pack_within(
             let Some(record) = current.records.pop() else {
                 continue;
             };
+            if out.len() + 1 >= max_messages {
+                // The current message is the last one allowed, and it is full.
+                withheld += 1;
+                continue;
+            }
             if !current.records.is_empty() {
                 closed += sealed_records_len(&current);
                 out.push(std::mem::replace(&mut current, empty()));

@@ -357,3 +357,30 @@ fn pushed_records_are_capped_and_packed() {
     assert_eq!(n, 5);
     assert!(packed.iter().all(|r| r.challenge == [3; 16]));
 }
+
+#[test]
+fn an_answer_never_exceeds_the_message_cap() {
+    let mut b = Exchange::new(
+        ExchangeConfig {
+            max_records_messages: 2,
+            ..ExchangeConfig::default()
+        },
+        [2; 32],
+        Box::new(TestRng::new(2)),
+    );
+    let mut a = exchange(1);
+    let first = a.start_hello(addr(B), &signed(1), vec![], t(0));
+    let (_, out) = answer(&mut b, &first, vec![], t(0));
+    let Some(Message::Reply(reply)) = out.first() else {
+        panic!("no reply");
+    };
+    a.on_reply(addr(B), reply, t(0)).unwrap();
+    let proven = a.start_hello(addr(B), &signed(1), vec![], t(1));
+    let wanted: Vec<SignedRecord> = (10..40).map(signed).collect();
+    let (_, out) = answer(&mut b, &proven, wanted.clone(), t(1));
+    assert_eq!(out.len(), 3, "the reply and two records messages");
+    let sent = records_in(&out).len();
+    assert!(sent >= 4, "two full datagrams of records: {sent}");
+    assert_eq!(b.stats().records_withheld, (wanted.len() - sent) as u64);
+    assert!(b.push_records([1; 16], wanted).len() <= 2);
+}
