@@ -19,11 +19,14 @@ use wgmesh::discovery::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ControlTasks, ProbeReplyEvent,
 };
 use wgmesh::identity::NodeIdentity;
-use wgmesh::mesh::{AddressCheck, DiscoveryMethod, PeerStore, StoreConfig, WgKey};
+use wgmesh::mesh::{
+    AddressCheck, DiscoveryMethod, Millis, PeerStore, PeerUpdate, StoreConfig, WgKey,
+};
 use wgmesh::proto::exchange::Records;
 use wgmesh::proto::messages::{Goodbye, Message};
 use wgmesh::proto::{
-    EndpointCandidate, EndpointKind, MeshKeys, MeshSecret, NatType, NodeRecord, SignedRecord,
+    EndpointCandidate, EndpointKind, MeshKeys, MeshSecret, NatType, NodeRecord, RecordVerifier,
+    SignedRecord,
 };
 
 const SEQUENCE: u64 = 1_700_000_000_000;
@@ -109,6 +112,21 @@ async fn node(
     static_peers: Vec<SocketAddr>,
     probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
 ) -> Node {
+    node_with(
+        last_octet,
+        static_peers,
+        probe_replies,
+        Duration::from_millis(300),
+    )
+    .await
+}
+
+async fn node_with(
+    last_octet: u8,
+    static_peers: Vec<SocketAddr>,
+    probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
+    refresh_every: Duration,
+) -> Node {
     let keys = keys();
     let mut seed = [0x77; 32];
     seed[0] = last_octet;
@@ -127,7 +145,7 @@ async fn node(
     let config = ControlSocketConfig {
         bind: Some(SocketAddr::from((ip, 0))),
         static_peers: static_peers.iter().map(ToString::to_string).collect(),
-        refresh_every: Duration::from_millis(300),
+        refresh_every,
         ..ControlSocketConfig::default()
     };
     let socket = ControlSocket::bind(
@@ -421,6 +439,48 @@ async fn a_replayed_hello_from_elsewhere_does_not_move_a_known_endpoint() {
         Some(real),
         "an unproven source does not move a known endpoint"
     );
+    for n in [a, b] {
+        n.tasks.unwrap().stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_cut_first_answer_is_completed_by_a_follow_up_hello() {
+    let keys = keys();
+    let mut b = node(82, vec![], None).await;
+    // B already knows twelve peers; A (refreshing only every 30 s) greets B once.
+    let others: Vec<NodeIdentity> = (0..12u8)
+        .map(|i| NodeIdentity::from_seed(&[0xa0 + i; 32]))
+        .collect();
+    for (i, id) in others.iter().enumerate() {
+        let signed = signed_record(&keys, id, Ipv4Addr::new(127, 0, 1, i as u8 + 1), 51821);
+        let record = RecordVerifier::new(&keys).verify(&signed, None).unwrap();
+        b.store
+            .update(
+                PeerUpdate::new(record, DiscoveryMethod::Lan).with_signed(signed),
+                Millis::ZERO,
+            )
+            .unwrap();
+    }
+    let mut a = node_with(81, vec![b.addr()], None, Duration::from_secs(30)).await;
+    b.tasks = Some(b.socket.start());
+    a.tasks = Some(a.socket.start());
+    wait_for(
+        "A to learn all of B's peers",
+        Duration::from_secs(3),
+        || a.store.len() == 13,
+    )
+    .await;
+    assert!(
+        b.socket.exchange_stats().records_withheld > 0,
+        "the first answer was cut by the budget"
+    );
+    for id in &others {
+        assert_eq!(
+            a.store.get(&id.wireguard_public()).unwrap().discovered_via,
+            vec![DiscoveryMethod::DhtTransitive]
+        );
+    }
     for n in [a, b] {
         n.tasks.unwrap().stop().await;
     }

@@ -78,6 +78,29 @@ pub fn records_the_other_lacks(
         .collect()
 }
 
+/// Whether `their_digests` name a peer this node does not hold, or holds an older record of
+/// (ignoring this node's own key and the other side's).
+pub fn lacks_any(
+    their_digests: &[Digest],
+    snapshot: &[PeerEntry],
+    own_key: Option<&WgKey>,
+    their_key: Option<&WgKey>,
+) -> bool {
+    let skip: Vec<[u8; DIGEST_KEY_BYTES]> = [own_key, their_key]
+        .into_iter()
+        .flatten()
+        .map(prefix)
+        .collect();
+    their_digests
+        .iter()
+        .filter(|d| !skip.contains(&d.key_prefix))
+        .any(|d| {
+            !snapshot
+                .iter()
+                .any(|e| prefix(e.key()) == d.key_prefix && e.record.sequence >= d.sequence)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +180,27 @@ mod tests {
         );
         let unsigned = store_of(0..3, false).snapshot();
         assert!(records_the_other_lacks(&[], &unsigned, None).is_empty());
+    }
+
+    #[test]
+    fn lacks_any_sees_missing_and_newer_but_not_self_or_them() {
+        let snap = store_of(0..2, true).snapshot();
+        let known = [Digest::of(&key(0), 1), Digest::of(&key(1), 1)];
+        assert!(!lacks_any(&known, &snap, None, None));
+        assert!(lacks_any(&[Digest::of(&key(1), 2)], &snap, None, None));
+        assert!(lacks_any(&[Digest::of(&key(5), 1)], &snap, None, None));
+        assert!(!lacks_any(
+            &[Digest::of(&key(5), 1)],
+            &snap,
+            Some(&key(5)),
+            None
+        ));
+        assert!(!lacks_any(
+            &[Digest::of(&key(6), 1)],
+            &snap,
+            None,
+            Some(&key(6))
+        ));
     }
 
     #[test]

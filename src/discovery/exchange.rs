@@ -120,6 +120,8 @@ pub struct ExchangeStats {
 #[derive(Debug, Clone, Copy)]
 struct SentHello {
     replied: bool,
+    /// Whether the hello echoed a cookie (so its answer was not cut by the budget).
+    with_cookie: bool,
     /// The responder's key, once its reply was verified.
     responder: Option<WgKey>,
 }
@@ -238,6 +240,7 @@ impl Exchange {
             (dst, challenge),
             SentHello {
                 replied: false,
+                with_cookie: hello.cookie.is_some(),
                 responder: None,
             },
             now,
@@ -284,6 +287,15 @@ impl Exchange {
         if let Some(sent) = self.sent.get_mut(&(canonical(src), *challenge), now) {
             sent.responder = Some(key);
         }
+    }
+
+    /// Whether the hello `challenge` to `dst` went without a cookie, so that its answer may
+    /// have been cut by the responder's amplification budget (a follow-up hello, now with the
+    /// cookie, gets the rest).
+    pub fn sent_without_cookie(&self, dst: SocketAddr, challenge: &Challenge, now: Millis) -> bool {
+        self.sent
+            .get(&(canonical(dst), *challenge), now)
+            .is_some_and(|s| !s.with_cookie)
     }
 
     /// Whether `dst` replied to one of this node's hellos at or after `since`.

@@ -123,8 +123,10 @@ fn cookie_from_a_reply_goes_into_later_hellos_to_that_address_only() {
     let reply = reply_to(&mut b, addr(A), &first, t(0));
     assert_eq!(reply.cookie, b.cookie_for(addr(A), t(0)));
     a.on_reply(addr(B), &reply, t(0)).unwrap();
+    assert!(a.sent_without_cookie(addr(B), &first.challenge, t(0)));
     let second = a.start_hello(addr(B), &signed(1), vec![], t(30));
     assert_eq!(second.cookie, Some(reply.cookie));
+    assert!(!a.sent_without_cookie(addr(B), &second.challenge, t(30)));
     let other = a.start_hello(addr("192.0.2.9:51821"), &signed(1), vec![], t(30));
     assert_eq!(other.cookie, None);
     // Forgotten after a cookie period (it would no longer be valid).

@@ -6,21 +6,27 @@
 //! goodbyes, and forward probe replies. Every drop is counted by reason.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{debug, info, trace};
 
 use crate::mesh::{
     DiscoveryMethod, Millis, PeerUpdate, RemoveReason, StoreError, UpdateOutcome, WgKey, short_key,
 };
-use crate::proto::exchange::{Hello, Probe, Records, Reply};
+use crate::proto::exchange::{Digest, Hello, Probe, Records, Reply};
 use crate::proto::messages::{Message, MessageError, SignedGoodbye};
 use crate::proto::{NodeRecord, RecordVerifier, SignedRecord};
 
 use super::canonical;
+use super::control_socket::ControlSocket;
 use super::control_socket::{EVENTS_METRIC, Inner, ProbeReplyEvent, lock};
-use super::digests::records_the_other_lacks;
+use super::digests::{lacks_any, records_the_other_lacks};
 use super::endpoint::vouched_endpoint;
 use super::exchange::ReceivedHello;
+
+/// How long after a budget-cut answer this node checks whether a follow-up hello is needed.
+pub const FOLLOW_UP_AFTER: Duration = Duration::from_millis(200);
 
 /// Reason label of datagrams over the per-source rate.
 pub const REASON_RATE_LIMIT: &str = "ratelimit";
@@ -32,7 +38,12 @@ pub const REASON_UNSOLICITED: &str = "unsolicited";
 pub const REASON_OWN_RECORD: &str = "own_record";
 
 /// Handles one received datagram from `src` at `now`.
-pub(crate) async fn handle_datagram(inner: &Inner, datagram: &[u8], src: SocketAddr, now: Millis) {
+pub(crate) async fn handle_datagram(
+    inner: &Arc<Inner>,
+    datagram: &[u8],
+    src: SocketAddr,
+    now: Millis,
+) {
     let src = canonical(src);
     if !lock(&inner.limiter).allow(src.ip(), now) {
         inner.reject(REASON_RATE_LIMIT);
@@ -171,7 +182,7 @@ async fn on_hello(inner: &Inner, src: SocketAddr, hello: &Hello, sealed_len: usi
     }
 }
 
-async fn on_reply(inner: &Inner, src: SocketAddr, reply: &Reply, now: Millis) {
+async fn on_reply(inner: &Arc<Inner>, src: SocketAddr, reply: &Reply, now: Millis) {
     if let Err(e) = lock(&inner.exchange).on_reply(src, reply, now) {
         debug!(from = %src, reason = e.reason(), "reply refused");
         inner.reject(e.reason());
@@ -202,13 +213,48 @@ async fn on_reply(inner: &Inner, src: SocketAddr, reply: &Reply, now: Millis) {
     );
     let snapshot = inner.store.snapshot();
     let wanted = records_the_other_lacks(&reply.digests, &snapshot, Some(&responder));
-    let push = {
+    let (push, budgeted) = {
         let mut exchange = lock(&inner.exchange);
         exchange.note_responder(src, &reply.challenge, responder, now);
-        exchange.push_records(reply.challenge, wanted)
+        (
+            exchange.push_records(reply.challenge, wanted),
+            exchange.sent_without_cookie(src, &reply.challenge, now),
+        )
     };
     for records in push {
         inner.send_logged(src, &Message::Records(records)).await;
+    }
+    if budgeted
+        && lacks_any(
+            &reply.digests,
+            &snapshot,
+            inner.own_key().as_ref(),
+            Some(&responder),
+        )
+    {
+        tokio::spawn(follow_up(
+            inner.clone(),
+            src,
+            reply.digests.clone(),
+            responder,
+        ));
+    }
+}
+
+/// After a budget-cut answer: once its records had time to arrive, if the responder's digests
+/// still show records this node lacks, greet it again — with the cookie now, so the answer is
+/// not cut.
+async fn follow_up(inner: Arc<Inner>, src: SocketAddr, digests: Vec<Digest>, responder: WgKey) {
+    tokio::time::sleep(FOLLOW_UP_AFTER).await;
+    let snapshot = inner.store.snapshot();
+    if lacks_any(
+        &digests,
+        &snapshot,
+        inner.own_key().as_ref(),
+        Some(&responder),
+    ) {
+        debug!(to = %src, peer = %short_key(&responder), "follow-up hello for the records the budget held back");
+        ControlSocket { inner }.send_hello_to(src);
     }
 }
 

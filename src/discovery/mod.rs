@@ -30,7 +30,7 @@ pub use control_socket::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ControlSocketError, ControlTasks,
     ProbeReplyEvent,
 };
-pub use digests::{digests_of, records_the_other_lacks};
+pub use digests::{digests_of, lacks_any, records_the_other_lacks};
 pub use exchange::{Exchange, ExchangeConfig, ExchangeError, ExchangeStats, ReceivedHello};
 pub use inbound::{REASON_AMPLIFICATION, REASON_OWN_RECORD, REASON_RATE_LIMIT, REASON_UNSOLICITED};
 pub use ratelimit::{RateLimitConfig, RateLimiter};
