@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod discovery;
 pub mod identity;
 pub mod mesh;
 pub mod platform;

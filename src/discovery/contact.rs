@@ -1,0 +1,192 @@
+//! Outgoing hellos: a hello session per destination (a hello every 100 ms until a reply
+//! arrives or 4 s pass — it doubles as a hole punch), and the static peers (`--peer
+//! HOST:PORT`), resolved and greeted at start and every 30 s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::proto::messages::Message;
+
+use super::canonical;
+use super::control_socket::{ControlSocket, Inner, lock, unix_now};
+
+/// How long name resolution of a static peer may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Removes a session from the running set when it ends, however it ends.
+struct SessionGuard {
+    inner: Arc<Inner>,
+    dst: SocketAddr,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        lock(&self.inner.sessions).remove(&self.dst);
+    }
+}
+
+/// Why a static peer gave no address.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve peer {peer}: {source}; check the --peer HOST:PORT value and DNS")]
+    Lookup {
+        peer: String,
+        source: std::io::Error,
+    },
+    #[error("resolving peer {peer} took more than {RESOLVE_TIMEOUT:?}; check DNS")]
+    Timeout { peer: String },
+    #[error(
+        "peer {peer} resolved to no address this node can reach (IPv6 only, and the control socket is IPv4-only)"
+    )]
+    NoUsableAddress { peer: String },
+}
+
+impl ControlSocket {
+    /// Starts a hello session to `dst` (other discovery sources call this with addresses they
+    /// found): a hello now and every retry interval until `dst` replies or the retry period
+    /// ends. Returns `false` when a session to `dst` already runs, the session limit is
+    /// reached, or the socket cannot reach `dst`'s address family. Needs a tokio runtime.
+    pub fn send_hello_to(&self, dst: SocketAddr) -> bool {
+        let dst = canonical(dst);
+        if !self.inner.can_reach(&dst) || *self.inner.shutdown.borrow() {
+            return false;
+        }
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            if sessions.len() >= self.inner.config.max_hello_sessions || !sessions.insert(dst) {
+                return false;
+            }
+        }
+        let guard = SessionGuard {
+            inner: self.inner.clone(),
+            dst,
+        };
+        tokio::spawn(hello_session(guard, self.inner.shutdown.subscribe()));
+        true
+    }
+
+    /// Hello sessions running now.
+    pub fn hello_sessions(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+}
+
+/// Sends one hello to `dst` with a fresh challenge.
+async fn send_hello_once(inner: &Inner, dst: SocketAddr) {
+    let local = inner.local_record();
+    let snapshot = inner.store.snapshot();
+    let hello = {
+        let mut exchange = lock(&inner.exchange);
+        let digests = exchange.digests(&snapshot);
+        exchange.start_hello(dst, &local, digests, unix_now())
+    };
+    inner
+        .send_logged(dst, &Message::Hello(Box::new(hello)))
+        .await;
+}
+
+async fn hello_session(guard: SessionGuard, mut shutdown: watch::Receiver<bool>) {
+    let inner = guard.inner.clone();
+    let dst = guard.dst;
+    let started = unix_now();
+    let deadline = Instant::now() + inner.config.hello_retry_for;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        send_hello_once(&inner, dst).await;
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.hello_retry_every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if lock(&inner.exchange).replied_since(dst, started, unix_now()) {
+            debug!(to = %dst, "hello answered");
+            return;
+        }
+        if Instant::now() >= deadline {
+            debug!(to = %dst, "no reply to hello within the retry period");
+            return;
+        }
+    }
+}
+
+/// The addresses of `peer` (`HOST:PORT`) the socket can use: the first IPv4 and, on a
+/// dual-stack socket, the first IPv6.
+pub(crate) async fn resolve(
+    peer: &str,
+    ipv6_socket: bool,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(peer))
+        .await
+        .map_err(|_| ResolveError::Timeout {
+            peer: peer.to_string(),
+        })?
+        .map_err(|source| ResolveError::Lookup {
+            peer: peer.to_string(),
+            source,
+        })?;
+    let all: Vec<SocketAddr> = found.map(canonical).collect();
+    let mut out: Vec<SocketAddr> = all
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4())
+        .take(1)
+        .collect();
+    if ipv6_socket {
+        out.extend(all.iter().copied().filter(|a| a.is_ipv6()).take(1));
+    }
+    if out.is_empty() {
+        return Err(ResolveError::NoUsableAddress {
+            peer: peer.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Greets every static peer at start and then every refresh interval.
+pub(crate) async fn static_peers_loop(socket: ControlSocket, mut shutdown: watch::Receiver<bool>) {
+    let peers = socket.inner.config.static_peers.clone();
+    if peers.is_empty() {
+        return;
+    }
+    let ipv6 = socket.local_addr().is_ipv6();
+    loop {
+        for peer in &peers {
+            match resolve(peer, ipv6).await {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        socket.send_hello_to(addr);
+                    }
+                }
+                Err(e) => warn!(static_peer = %peer, error = %e, "static peer not greeted"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(socket.inner.config.refresh_every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_literal_addresses_by_family() {
+        let v4 = resolve("127.0.0.1:51821", false).await.unwrap();
+        assert_eq!(v4, vec!["127.0.0.1:51821".parse().unwrap()]);
+        let v6 = resolve("[::1]:51821", true).await.unwrap();
+        assert_eq!(v6, vec!["[::1]:51821".parse().unwrap()]);
+        assert!(matches!(
+            resolve("[::1]:51821", false).await,
+            Err(ResolveError::NoUsableAddress { .. })
+        ));
+        assert!(resolve("no port here", true).await.is_err());
+    }
+}

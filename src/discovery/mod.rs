@@ -1,0 +1,42 @@
+//! Ring 3: discovery edges. Each module turns packets into verified node records and hands them
+//! to the peer store with its discovery method; none touches WireGuard.
+//!
+//! Peer exchange (PROTOCOL.md §8) so far:
+//! - [`ratelimit`]: per-source token buckets applied before any decryption (pure);
+//! - [`exchange`]: the hello / reply / records protocol state, cookies and the
+//!   anti-amplification budget (pure, sans-IO), with [`digests`] and [`cookie`] helpers, and
+//!   [`endpoint`] (which source address a direct message may set as a peer's endpoint);
+//! - [`control_socket`]: the UDP control socket that drives them (tokio), with `inbound`
+//!   (what each received message does) and `contact` (hello sessions, static peers).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+mod contact;
+pub mod control_socket;
+pub mod cookie;
+pub mod digests;
+pub mod endpoint;
+pub mod exchange;
+pub mod expiring;
+mod inbound;
+pub mod ratelimit;
+
+#[cfg(test)]
+pub(crate) mod testrng;
+
+pub use contact::ResolveError;
+pub use control_socket::{
+    ControlSocket, ControlSocketConfig, ControlSocketDeps, ControlSocketError, ControlTasks,
+    ProbeReplyEvent,
+};
+pub use digests::{digests_of, lacks_any, records_the_other_lacks};
+pub use exchange::{Exchange, ExchangeConfig, ExchangeError, ExchangeStats, ReceivedHello};
+pub use inbound::{REASON_AMPLIFICATION, REASON_OWN_RECORD, REASON_RATE_LIMIT, REASON_UNSOLICITED};
+pub use ratelimit::{RateLimitConfig, RateLimiter};
+
+/// `addr` with an IPv4-mapped IPv6 address turned into the IPv4 address (what a dual-stack
+/// socket reports for IPv4 peers), so one peer has one address everywhere.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
