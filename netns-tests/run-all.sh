@@ -35,3 +35,6 @@ for f in man/wgmesh.8 man/wgmesh-secret-inspect.8 completions/wgmesh.bash comple
 done
 step "platform tests: wireguard-go in namespaces, kernel WireGuard in a VM (WGMESH_SKIP_NETNS=1 skips)"
 bash netns-tests/platform-tests.sh
+step "daemon tests: real wgmesh processes in namespaces (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+cargo build --locked -q --workspace --bins
+target/debug/daemon-tests

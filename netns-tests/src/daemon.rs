@@ -206,6 +206,27 @@ impl Node {
         self.wait_exit(Duration::from_secs(5));
     }
 
+    /// A crash as systemd handles it: SIGKILL to the daemon and to the wireguard-go it
+    /// started (systemd kills the whole cgroup). wireguard-go is found among the PIDs of this
+    /// node's namespace, which only this test's processes live in.
+    pub fn crash(&mut self) -> usize {
+        self.kill9();
+        let mut killed = 0;
+        for pid in sh("ip", &["netns", "pids", &self.ns]).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "wireguard-go" && sh_ok("kill", &["-KILL", pid]) {
+                killed += 1;
+            }
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5)
+            && sh("ip", &["-n", &self.ns, "-br", "link"]).contains(&self.iface)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        killed
+    }
+
     fn wait_exit(&mut self, limit: Duration) {
         let Some(pid) = self.pid else { return };
         let t0 = Instant::now();

@@ -12,9 +12,13 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::protocol::{MAX_REQUEST_BYTES, Request, Response};
 
+/// A boxed response future.
+pub type ResponseFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send + 'a>>;
+
 /// Answers control requests (the daemon implements it over its state).
 pub trait ControlHandler: Send + Sync + 'static {
-    fn handle(&self, request: Request) -> Response;
+    fn handle(&self, request: Request) -> ResponseFuture<'_>;
 }
 
 /// Why the control socket could not be served.
@@ -98,7 +102,7 @@ async fn answer(stream: UnixStream, handler: Arc<dyn ControlHandler>) -> std::io
         }
     } else {
         match serde_json::from_slice::<Request>(&line) {
-            Ok(req) => handler.handle(req),
+            Ok(req) => handler.handle(req).await,
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -117,15 +121,17 @@ mod tests {
 
     struct Echo;
     impl ControlHandler for Echo {
-        fn handle(&self, request: Request) -> Response {
-            match request {
-                Request::Ping => Response::Pong {
-                    version: "test".into(),
-                },
-                Request::Show => Response::Error {
-                    message: "no show here".into(),
-                },
-            }
+        fn handle(&self, request: Request) -> ResponseFuture<'_> {
+            Box::pin(async move {
+                match request {
+                    Request::Ping => Response::Pong {
+                        version: "test".into(),
+                    },
+                    Request::Show => Response::Error {
+                        message: "no show here".into(),
+                    },
+                }
+            })
         }
     }
 

@@ -9,6 +9,7 @@ pub mod local;
 pub mod node;
 pub mod notify;
 pub mod privileges;
+pub mod probes;
 pub mod reconcile;
 pub mod secret_source;
 pub mod show;

@@ -20,17 +20,23 @@ use super::show::{ShowInputs, build_report};
 use crate::control::metrics::{Metrics, bind_metrics, serve_metrics};
 use crate::control::protocol::{Request, Response, socket_path};
 use crate::control::report::InterfaceReport;
-use crate::control::server::{ControlHandler, ControlServer};
+use crate::control::server::{ControlHandler, ControlServer, ResponseFuture};
+use crate::discovery::control_socket::{
+    ControlSocket, ControlSocketConfig, ControlSocketDeps, ProbeReplyEvent,
+};
 use crate::identity::NodeIdentity;
 use crate::mesh::{
     AddressCheck, HandshakeAction, HandshakeMonitor, HandshakeSample, HealthView, LocalPlanConfig,
-    Millis, PeerStore, Plan, PresharedKey, RemoveReason, RouteAcceptance, StoreConfig, WgKey,
+    Millis, PeerEvent, PeerStore, Plan, PresharedKey, RemoveReason, RouteAcceptance, StoreConfig,
+    WgKey,
 };
-use crate::platform::linux::detect::resolve_backend;
-use crate::platform::linux::{LinuxWireGuard, NftFirewall, RtnlNetwork};
+use crate::platform::linux::{NftFirewall, RtnlNetwork, open_device};
 use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, Network, WireGuardDevice};
 use crate::proto::keys::base64_key;
-use crate::proto::{MeshKeys, NatType, RecordVerifier, SignedRecord};
+use crate::proto::messages::Goodbye;
+use crate::proto::{
+    EndpointCandidate, EndpointKind, MeshKeys, NatType, RecordVerifier, SignedRecord,
+};
 
 /// How long after a peer event the reconciler waits for more (debounce).
 const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -44,6 +50,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 const CACHE_EVERY: Duration = Duration::from_secs(300);
 /// Cache write-behind coalescing.
 const CACHE_COALESCE: Duration = Duration::from_millis(100);
+/// Probe scheduling tick (the core decides which peers are due).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,8 @@ pub enum NodeError {
     Record(#[from] crate::proto::RecordError),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    ControlSocket(#[from] crate::discovery::control_socket::ControlSocketError),
 }
 
 /// The first free UDP port in `port..=port+100`.
@@ -87,31 +97,38 @@ struct View {
 
 /// Shared between the main loop and the control socket.
 struct Shared {
+    interface: String,
     store: Arc<PeerStore>,
     view: Mutex<View>,
     dead_after: Duration,
 }
 
 impl ControlHandler for Shared {
-    fn handle(&self, request: Request) -> Response {
-        match request {
-            Request::Ping => Response::Pong {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            Request::Show => {
-                let peers = self.store.snapshot();
-                let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
-                Response::Show(Box::new(build_report(ShowInputs {
-                    interface: view.interface.clone(),
-                    peers: &peers,
-                    device: view.device.as_ref(),
-                    plan: &view.plan,
-                    rtt_ms: &view.rtt_ms,
-                    now: now_millis(),
-                    dead_after: self.dead_after,
-                })))
+    fn handle(&self, request: Request) -> ResponseFuture<'_> {
+        Box::pin(async move {
+            match request {
+                Request::Ping => Response::Pong {
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+                Request::Show => {
+                    // A fresh read of the device, so `show` agrees with `wg show` right now.
+                    let fresh = crate::platform::inspect::read_existing(&self.interface)
+                        .await
+                        .ok();
+                    let peers = self.store.snapshot();
+                    let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+                    Response::Show(Box::new(build_report(ShowInputs {
+                        interface: view.interface.clone(),
+                        peers: &peers,
+                        device: fresh.as_ref().or(view.device.as_ref()),
+                        plan: &view.plan,
+                        rtt_ms: &view.rtt_ms,
+                        now: now_millis(),
+                        dead_after: self.dead_after,
+                    })))
+                }
             }
-        }
+        })
     }
 }
 
@@ -121,6 +138,9 @@ pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send>;
 /// Everything resolved before the runtime started.
 pub struct NodeSetup {
     pub config: DaemonConfig,
+    /// The command line as given, re-applied over the file on SIGHUP (flags win).
+    pub args: super::config::UpArgs,
+    pub log_level_flag: Option<String>,
     pub keys: MeshKeys,
     pub identity: NodeIdentity,
     /// Reloads the log filter (SIGHUP).
@@ -139,6 +159,8 @@ fn local_networks(addrs: &[IpNet], mesh4: Ipv4Net, mesh6: Ipv6Net) -> Vec<IpNet>
 pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let NodeSetup {
         mut config,
+        args,
+        log_level_flag,
         keys,
         identity,
         set_log_level,
@@ -149,7 +171,6 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
 
     // 1. The interface.
     let network = RtnlNetwork::new()?;
-    let backend = resolve_backend(config.backend, &network).await?;
     let listen_port = free_udp_port(config.listen_port)?;
     if listen_port != config.listen_port {
         tracing::warn!(
@@ -158,7 +179,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             "WireGuard port busy, using the next free one"
         );
     }
-    let device = LinuxWireGuard::create(&iface, backend).await?;
+    let device = open_device(&iface, config.backend, &network).await?;
+    let backend = device.backend();
+    let mut userspace_restarts = device.userspace_restarts();
     device
         .configure(&DeviceConfig {
             private_key: *identity.wireguard_private(),
@@ -198,10 +221,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         }
         Err(e) => tracing::error!("{e}"),
     }
+    let host_addresses = network_addresses(&network, &iface).await;
     let mut facts = LocalFacts {
         hostname: super::local::hostname(),
         address_nonce: 0,
-        endpoints: Vec::new(),
+        endpoints: lan_candidates(&host_addresses, listen_port),
         nat_type: NatType::Unknown,
         introducer: config.introducer,
         routes: config.advertise_routes.clone(),
@@ -210,10 +234,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     };
     let (record, signed) = sign_local_record(&identity, &keys, &facts, None, now_millis())?;
     let mut local_sequence = record.sequence;
-    let (record_tx, _record_rx) = watch::channel::<SignedRecord>(signed);
+    let (record_tx, record_rx) = watch::channel::<SignedRecord>(signed);
 
     // 3. Control socket and metrics.
     let shared = Arc::new(Shared {
+        interface: iface.clone(),
         store: store.clone(),
         view: Mutex::new(View::default()),
         dead_after: StoreConfig::default().dead_after,
@@ -230,8 +255,26 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         None => None,
     };
 
-    // 4. Plan configuration.
-    let local_nets = local_networks(&network_addresses(&network).await, v4.trunc(), v6.trunc());
+    // 4. Peer exchange on the control port (static peers greeted at start and every 30 s).
+    let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeReplyEvent>(256);
+    let exchange = ControlSocket::bind(
+        ControlSocketConfig {
+            static_peers: config.static_peers.clone(),
+            ..ControlSocketConfig::default()
+        },
+        ControlSocketDeps {
+            keys: keys.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            local_record: record_rx,
+            probe_replies: Some(probe_tx),
+        },
+    )
+    .await?;
+    let exchange_tasks = exchange.start();
+
+    // 5. Plan configuration.
+    let local_nets = local_networks(&host_addresses, v4.trunc(), v6.trunc());
     let mut local_plan = LocalPlanConfig::new(
         wg_public,
         mesh_ipv4,
@@ -263,13 +306,13 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         };
     }
 
-    // 5. Peer events arrive on a std channel: one blocked thread forwards them (no polling).
-    let (event_tx, mut event_rx) = mpsc::channel::<()>(16);
+    // 6. Peer events arrive on a std channel: one blocked thread forwards them (no polling).
+    let (event_tx, mut event_rx) = mpsc::channel::<PeerEvent>(16);
     std::thread::Builder::new()
         .name("wgmesh-events".into())
         .spawn(move || {
-            while events.recv().is_ok() {
-                if event_tx.blocking_send(()).is_err() {
+            while let Ok(ev) = events.recv() {
+                if event_tx.blocking_send(ev).is_err() {
                     break;
                 }
             }
@@ -293,6 +336,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     }
     let watchdog = super::notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prober = super::probes::Prober::default();
+    let mut last_handshake: BTreeMap<WgKey, Option<Millis>> = BTreeMap::new();
     let mut health = HealthView::default();
     let mut handshakes = HandshakeMonitor::default();
     let mut cache_dirty = false;
@@ -315,18 +362,25 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             _ = sighup.recv() => {
                 super::notify::reloading();
-                reload(&mut config, &set_log_level, &mut facts, &mut local_plan);
+                reload(&mut config, &args, log_level_flag.as_deref(), &set_log_level, &mut facts, &mut local_plan);
                 match sign_local_record(&identity, &keys, &facts, Some(local_sequence), now_millis()) {
                     Ok((record, signed)) => {
                         local_sequence = record.sequence;
                         let _ = record_tx.send(signed);
+                        // Tell every active peer now, over the tunnel: a hello carries the record.
+                        for p in store.active(now_millis()) {
+                            exchange.send_hello_to(SocketAddr::new(p.record.mesh_ipv4.into(), p.record.control_port));
+                        }
                     }
                     Err(e) => tracing::error!("SIGHUP: the new record cannot be signed: {e}"),
                 }
                 reconcile_due = Some(tokio::time::Instant::now());
                 super::notify::ready("reloaded");
             }
-            Some(()) = event_rx.recv() => {
+            Some(ev) = event_rx.recv() => {
+                if let PeerEvent::Added(key) = ev {
+                    greet_new_peer(&store, &exchange, &key);
+                }
                 reconcile_due.get_or_insert_with(|| tokio::time::Instant::now() + RECONCILE_DEBOUNCE);
                 if !cache_dirty {
                     cache_dirty = true;
@@ -344,7 +398,40 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 publish_plan(&shared, &reconciler);
             }
             _ = health_tick.tick() => {
-                check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics).await;
+                last_handshake = check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics).await;
+            }
+            _ = probe_tick.tick(), if !store.is_empty() => {
+                let now = now_millis();
+                for key in prober.expire(now) {
+                    tracing::warn!(peer = %crate::mesh::short_key(&key), "8 probes in a row failed: peer offline for 30 s");
+                    health.offline.mark(key, now);
+                    reconcile_due.get_or_insert_with(tokio::time::Instant::now);
+                }
+                let peers = store.snapshot();
+                for (_, to, id) in prober.due(&peers, &last_handshake, &health.relayed, now) {
+                    let _ = exchange.send_probe(to, id).await;
+                }
+            }
+            Some(ev) = probe_rx.recv() => {
+                if let Some((key, rtt)) = prober.on_reply(&ev) {
+                    tracing::trace!(peer = %crate::mesh::short_key(&key), rtt_ms = rtt.as_millis() as u64, "probe answered");
+                    let peers = store.snapshot();
+                    let rtts = prober.rtts(&peers);
+                    let samples: Vec<(String, f64)> = rtts.iter().map(|(k, v)| (base64_key(k), v / 1000.0)).collect();
+                    metrics.replace("wgmesh_peer_rtt_seconds", samples.iter().map(|(k, v)| (vec![("peer", k.as_str())], *v)).collect());
+                    shared.view.lock().unwrap_or_else(|p| p.into_inner()).rtt_ms = rtts;
+                }
+            }
+            Some(_) = async { userspace_restarts.as_mut()?.changed().await.ok() } => {
+                tracing::warn!(interface = %iface, "wireguard-go restarted: restoring addresses and peers");
+                if let Err(e) = reconciler.network.replace_addresses(&iface, &addresses).await {
+                    tracing::warn!(error = %e, "restoring addresses failed");
+                }
+                if let Err(e) = reconciler.network.set_link(&iface, true, Some(DEFAULT_MTU)).await {
+                    tracing::warn!(error = %e, "setting the link up failed");
+                }
+                reconciler.forget_all();
+                reconcile_due = Some(tokio::time::Instant::now());
             }
             _ = cleanup_tick.tick() => {
                 let removed = store.cleanup(now_millis());
@@ -374,6 +461,17 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         tracing::warn!("second signal: exiting at once");
         std::process::exit(130);
     });
+    let goodbye = Goodbye {
+        ed25519_public: identity.ed25519_public(),
+        wireguard_public: wg_public,
+        sequence: local_sequence.max(now_millis().0) + 1,
+    }
+    .sign(keys.network_id(), |m| identity.sign(m));
+    let told = exchange
+        .send_goodbye(&goodbye, &exchange.goodbye_targets())
+        .await;
+    tracing::info!(peers = told, "said goodbye");
+    exchange_tasks.stop().await;
     save_cache_now(&cache_file, &store);
     reconciler.teardown().await;
     control_task.abort();
@@ -389,13 +487,25 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Every address on this host's interfaces (for the route-acceptance overlap rule).
-async fn network_addresses(net: &RtnlNetwork) -> Vec<IpNet> {
+/// A peer learned from someone else gets a direct hello at once, so it learns this node too
+/// (without waiting for its next exchange round).
+fn greet_new_peer(store: &PeerStore, exchange: &ControlSocket, key: &WgKey) {
+    let Some(entry) = store.get(key) else { return };
+    if entry.discovered_via.iter().any(|m| m.is_direct()) {
+        return;
+    }
+    if let Some(ep) = entry.endpoint_addr() {
+        exchange.send_hello_to(SocketAddr::new(ep.ip(), entry.record.control_port));
+    }
+}
+
+/// Every address on this host's interfaces but loopback and the mesh interface.
+async fn network_addresses(net: &RtnlNetwork, mesh_iface: &str) -> Vec<IpNet> {
     let mut out = Vec::new();
     if let Ok(names) = std::fs::read_dir("/sys/class/net") {
         for n in names.flatten() {
             let name = n.file_name().to_string_lossy().into_owned();
-            if name == "lo" {
+            if name == "lo" || name == mesh_iface {
                 continue;
             }
             if let Ok(a) = net.addresses(&name).await {
@@ -404,6 +514,26 @@ async fn network_addresses(net: &RtnlNetwork) -> Vec<IpNet> {
         }
     }
     out
+}
+
+/// LAN endpoint candidates: this host's addresses with the WireGuard port (no loopback,
+/// link-local or multicast), at most 4 so STUN and observed candidates still fit.
+fn lan_candidates(addrs: &[IpNet], port: u16) -> Vec<EndpointCandidate> {
+    addrs
+        .iter()
+        .map(IpNet::addr)
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(a) => !a.is_loopback() && !a.is_link_local() && !a.is_multicast(),
+            std::net::IpAddr::V6(a) => {
+                !a.is_loopback() && !a.is_unicast_link_local() && !a.is_multicast()
+            }
+        })
+        .take(4)
+        .map(|ip| EndpointCandidate {
+            kind: EndpointKind::Lan,
+            addr: SocketAddr::new(ip, port),
+        })
+        .collect()
 }
 
 fn publish_plan<D, N, F>(shared: &Shared, r: &Reconciler<D, N, F>)
@@ -431,7 +561,8 @@ async fn check_handshakes<D, N, F>(
     health: &mut HealthView,
     shared: &Shared,
     metrics: &Metrics,
-) where
+) -> BTreeMap<WgKey, Option<Millis>>
+where
     D: WireGuardDevice,
     N: Network,
     F: crate::platform::Firewall,
@@ -440,9 +571,10 @@ async fn check_handshakes<D, N, F>(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the WireGuard device");
-            return;
+            return BTreeMap::new();
         }
     };
+    let mut handshakes = BTreeMap::new();
     let now = now_millis();
     let mut handshake_ages = Vec::new();
     let mut rx = Vec::new();
@@ -457,6 +589,7 @@ async fn check_handshakes<D, N, F>(
             .last_handshake
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| Millis(d.as_millis() as u64));
+        handshakes.insert(p.config.public_key, last);
         let sample = HandshakeSample {
             last_handshake: last,
             rx_bytes: p.rx_bytes,
@@ -493,6 +626,7 @@ async fn check_handshakes<D, N, F>(
     );
     let mut view = shared.view.lock().unwrap_or_else(|p| p.into_inner());
     view.device = Some(state);
+    handshakes
 }
 
 fn per_peer(v: Vec<(&str, f64)>) -> Vec<(Vec<(&str, &str)>, f64)> {
@@ -501,6 +635,8 @@ fn per_peer(v: Vec<(&str, f64)>) -> Vec<(Vec<(&str, &str)>, f64)> {
 
 fn reload(
     config: &mut DaemonConfig,
+    args: &super::config::UpArgs,
+    log_level_flag: Option<&str>,
     set_log_level: &SetLogLevel,
     facts: &mut LocalFacts,
     local_plan: &mut LocalPlanConfig,
@@ -516,16 +652,11 @@ fn reload(
             return;
         }
     };
-    let args = super::config::UpArgs {
-        config: Some(path),
-        interface: Some(config.interface.clone()),
-        ..Default::default()
-    };
     let new = match DaemonConfig::resolve(
-        &args,
+        args,
         &file,
         std::env::var("WGMESH_BACKEND").ok().as_deref(),
-        None,
+        log_level_flag,
     ) {
         Ok(c) => c,
         Err(e) => {

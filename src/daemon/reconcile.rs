@@ -99,6 +99,12 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
         self.applied.peers.remove(key);
     }
 
+    /// Forgets everything applied (the device lost its state, e.g. wireguard-go restarted).
+    pub fn forget_all(&mut self) {
+        self.applied.peers.clear();
+        self.applied.routes.clear();
+    }
+
     /// One reconcile.
     pub async fn run(
         &mut self,

@@ -92,6 +92,8 @@ pub fn run_up(args: UpArgs, log_level_flag: Option<String>) -> Result<(), StartE
         .map_err(StartError::Runtime)?;
     runtime.block_on(run_node(NodeSetup {
         config,
+        args,
+        log_level_flag,
         keys,
         identity,
         set_log_level,

@@ -55,6 +55,19 @@ impl AddressCheck {
         Self { keys }
     }
 
+    /// Whether `ip` is inside the mesh's own subnets. Such an address is never a WireGuard
+    /// endpoint: a datagram from it came through the tunnel, and pointing WireGuard at it
+    /// would route the tunnel into itself.
+    pub fn is_mesh_address(&self, ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(a) => self.keys.ipv4_subnet().contains(&a),
+            std::net::IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => self.keys.ipv4_subnet().contains(&v4),
+                None => self.keys.ipv6_prefix().contains(&a),
+            },
+        }
+    }
+
     /// `Ok` when the record's mesh IPv4 and IPv6 are the ones its key and nonce derive.
     pub fn check(&self, record: &NodeRecord) -> Result<(), AddressError> {
         let peer = || short_key(&record.wireguard_public);

@@ -158,8 +158,15 @@ impl PeerStore {
     }
 
     /// Merges a verified record found by `update.method` at `now`.
-    pub fn update(&self, update: PeerUpdate, now: Millis) -> Result<UpdateOutcome, StoreError> {
+    pub fn update(&self, mut update: PeerUpdate, now: Millis) -> Result<UpdateOutcome, StoreError> {
         let key = update.record.wireguard_public;
+        if update
+            .endpoint
+            .is_some_and(|e| self.address_check.is_mesh_address(e.ip()))
+        {
+            // Heard through the tunnel: the source is a mesh address, not an endpoint.
+            update.endpoint = None;
+        }
         if self.config.local_key == Some(key) {
             return Err(StoreError::OwnRecord {
                 peer: short_key(&key),
@@ -172,7 +179,7 @@ impl PeerStore {
                     if update.record.sequence > entry.record.sequence {
                         self.address_check.check(&update.record)?;
                     }
-                    if merge(entry, update, now) {
+                    if merge(entry, update, now, &self.address_check) {
                         UpdateOutcome::Updated
                     } else {
                         UpdateOutcome::Unchanged
@@ -186,7 +193,7 @@ impl PeerStore {
                         });
                     }
                     self.address_check.check(&update.record)?;
-                    peers.insert(key, new_entry(update, now));
+                    peers.insert(key, new_entry(update, now, &self.address_check));
                     UpdateOutcome::Added
                 }
             }
@@ -307,14 +314,14 @@ impl PeerStore {
                 };
                 let held = peers.len();
                 if let Some(entry) = peers.get_mut(&key) {
-                    if merge(entry, update, now) {
+                    if merge(entry, update, now, &self.address_check) {
                         events.push(PeerEvent::Updated(key));
                     }
                 } else if held >= self.config.max_peers {
                     report.refused += 1;
                     continue;
                 } else {
-                    let mut entry = new_entry(update, now);
+                    let mut entry = new_entry(update, now, &self.address_check);
                     entry.last_seen = c.last_seen;
                     entry.restored_at = Some(now);
                     if let Some(claim) = entry.endpoint.as_mut() {
@@ -385,10 +392,11 @@ impl PeerStore {
 }
 
 /// A new entry for a peer first found by `update`.
-fn new_entry(update: PeerUpdate, now: Millis) -> PeerEntry {
+fn new_entry(update: PeerUpdate, now: Millis, check: &AddressCheck) -> PeerEntry {
     let endpoint = update
         .endpoint
         .or_else(|| pick_candidate(&update.record, update.method))
+        .filter(|a| !check.is_mesh_address(a.ip()))
         .map(|addr| EndpointClaim {
             addr,
             method: update.method,
@@ -406,7 +414,7 @@ fn new_entry(update: PeerUpdate, now: Millis) -> PeerEntry {
 }
 
 /// Merges `update` into `entry`; `true` when something the planner or `show` uses changed.
-fn merge(entry: &mut PeerEntry, update: PeerUpdate, now: Millis) -> bool {
+fn merge(entry: &mut PeerEntry, update: PeerUpdate, now: Millis, check: &AddressCheck) -> bool {
     let PeerUpdate {
         record,
         signed,
@@ -417,11 +425,13 @@ fn merge(entry: &mut PeerEntry, update: PeerUpdate, now: Millis) -> bool {
     let held = entry.record.sequence;
     // The endpoint this discovery vouches for: what it observed, else the record's candidate
     // (only from a record at least as new as the one held).
-    let offered = endpoint.or_else(|| {
-        (record.sequence >= held)
-            .then(|| pick_candidate(&record, method))
-            .flatten()
-    });
+    let offered = endpoint
+        .or_else(|| {
+            (record.sequence >= held)
+                .then(|| pick_candidate(&record, method))
+                .flatten()
+        })
+        .filter(|a| !check.is_mesh_address(a.ip()));
     if record.sequence > held {
         // Records are signed and whole: the newer one replaces everything it says (routes it
         // drops are withdrawn, the introducer flag is always the latest).

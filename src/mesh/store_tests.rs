@@ -488,3 +488,37 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_mesh_address_is_never_taken_as_an_endpoint() {
+    let s = store();
+    let check = testkit::address_check();
+    let keys = testkit::keys();
+    let mesh4 = SocketAddr::new(keys.ipv4_subnet().network().into(), 51820);
+    let mesh6 = SocketAddr::new(keys.mesh_ipv6(&key(9)).into(), 51820);
+    let mapped = format!("[::ffff:{}]:51820", keys.ipv4_subnet().network());
+    assert!(check.is_mesh_address(mesh4.ip()) && check.is_mesh_address(mesh6.ip()));
+    assert!(check.is_mesh_address(addr(&mapped).ip()));
+    assert!(!check.is_mesh_address(addr("192.0.2.1:1").ip()));
+    // Replies to hellos sent over the tunnel come from the peer's mesh address: whatever
+    // method claims it, it never becomes the endpoint.
+    for (t, (method, from)) in [
+        (M::Lan, mesh4.to_string()),
+        (M::Dht, mesh6.to_string()),
+        (M::Lan, mapped),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seen(&s, 1, M::Dht, "192.0.2.1:51820", at(10 * t as u64));
+        seen(&s, 1, method, &from, at(10 * t as u64 + 1));
+        let e = endpoint_of(&s, 1);
+        assert!(
+            !check.is_mesh_address(e.ip()),
+            "endpoint {e} taken from {from}"
+        );
+    }
+    seen(&s, 2, M::Dht, &mesh4.to_string(), at(100));
+    let e = s.get(&key(2)).unwrap().endpoint_addr();
+    assert!(e.is_none_or(|e| !check.is_mesh_address(e.ip())), "{e:?}");
+}

@@ -191,6 +191,7 @@ fn main() {
             (c1 - c0) as f64 / secs as f64
         );
         node.stop();
+        let _ = std::fs::remove_file(&secret);
     });
     wgmesh_netns_tests::lab::cleanup_all();
     if result.is_err() {

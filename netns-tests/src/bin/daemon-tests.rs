@@ -292,7 +292,15 @@ fn run(lab: &Lab) {
     ));
 
     println!("== kill -9 and restart from the cache, with no discovery");
-    nodes[2].kill9();
+    let killed = nodes[2].crash();
+    assert_eq!(
+        killed, 1,
+        "the crashed daemon's wireguard-go should be killed too"
+    );
+    assert!(
+        !sh("ip", &["-n", &nodes[2].ns, "-br", "link"]).contains(&nodes[2].iface),
+        "the interface outlived the crash"
+    );
     let (v4_1, _) = nodes[0].mesh_ips();
     let t_restart = Instant::now();
     nodes[2].start(lab, &[]);
@@ -304,6 +312,21 @@ fn run(lab: &Lab) {
                 nodes[2].log_tail(30)
             )
         });
+    let show = nodes[2].show().unwrap_or_default();
+    let restored = show["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["discovered_via"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == "cache"))
+        })
+        .count();
+    assert_eq!(
+        restored, 2,
+        "n3 should know both peers from its cache: {show}"
+    );
     pass(&format!(
         "n3 restarted after kill -9 pings n1 {:.1} s after start ({:.1} s after exec)",
         took.as_secs_f64(),
@@ -330,6 +353,7 @@ fn run(lab: &Lab) {
         bytes.len()
     ));
 
+    let _ = std::fs::remove_file(&secret);
     println!("== shutdown leaves nothing behind");
     for n in nodes.iter_mut() {
         let took = n.stop();

@@ -110,6 +110,13 @@ impl ProbeMonitor {
         self.peers.get(key).and_then(|t| t.quality.quality())
     }
 
+    /// The smoothed round-trip time to `key` in milliseconds, once measured.
+    pub fn smoothed_rtt_ms(&self, key: &WgKey) -> Option<f64> {
+        self.peers
+            .get(key)
+            .and_then(|t| t.quality.smoothed_rtt_ms())
+    }
+
     /// Forgets a peer that left.
     pub fn forget(&mut self, key: &WgKey) {
         self.peers.remove(key);
