@@ -391,11 +391,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due = None;
                 health.offline.prune(now_millis());
                 reconciler.run(&store, &local_plan, &health, now_millis(), &metrics).await;
-                publish_plan(&shared, &reconciler);
+                publish_plan(&shared, &reconciler, &metrics);
             }
             _ = reconcile_tick.tick() => {
                 reconciler.run(&store, &local_plan, &health, now_millis(), &metrics).await;
-                publish_plan(&shared, &reconciler);
+                publish_plan(&shared, &reconciler, &metrics);
             }
             _ = health_tick.tick() => {
                 last_handshake = check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics).await;
@@ -536,14 +536,28 @@ fn lan_candidates(addrs: &[IpNet], port: u16) -> Vec<EndpointCandidate> {
         .collect()
 }
 
-fn publish_plan<D, N, F>(shared: &Shared, r: &Reconciler<D, N, F>)
+fn publish_plan<D, N, F>(shared: &Shared, r: &Reconciler<D, N, F>, metrics: &Metrics)
 where
     D: WireGuardDevice,
     N: Network,
     F: crate::platform::Firewall,
 {
+    let plan = r.last_plan();
+    let counts = super::show::count_paths(&shared.store.snapshot(), plan);
+    metrics.replace(
+        "wgmesh_peers",
+        ["direct", "direct_lan", "relay", "offline", "inactive"]
+            .into_iter()
+            .map(|k| {
+                (
+                    vec![("path", k)],
+                    counts.get(k).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect(),
+    );
     let mut view = shared.view.lock().unwrap_or_else(|p| p.into_inner());
-    view.plan = r.last_plan().clone();
+    view.plan = plan.clone();
 }
 
 fn save_cache_now(path: &std::path::Path, store: &PeerStore) {

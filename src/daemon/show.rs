@@ -29,6 +29,27 @@ fn hostname_of(peers: &[PeerEntry], key: &WgKey) -> String {
         .unwrap_or_else(|| crate::mesh::short_key(key))
 }
 
+/// The kind of path to a peer, as metrics label it: `direct`, `direct_lan`, `relay`,
+/// `offline` or `inactive`.
+pub fn path_kind(entry: &PeerEntry, plan: &Plan) -> &'static str {
+    match plan.skipped.get(entry.key()) {
+        Some(SkipReason::Relayed { .. }) => "relay",
+        Some(SkipReason::TemporarilyOffline) => "offline",
+        Some(SkipReason::Dead) => "inactive",
+        _ if entry.found_by_lan() => "direct_lan",
+        _ => "direct",
+    }
+}
+
+/// Peers counted by [`path_kind`].
+pub fn count_paths(peers: &[PeerEntry], plan: &Plan) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for p in peers {
+        *counts.entry(path_kind(p, plan)).or_insert(0) += 1;
+    }
+    counts
+}
+
 /// Builds the report.
 pub fn build_report(i: ShowInputs<'_>) -> ShowReport {
     let wg: BTreeMap<WgKey, &crate::platform::PeerState> = i
