@@ -76,6 +76,9 @@ fn spawn_child(iface: &str) -> Result<Child, WireguardGoError> {
         .arg("-f")
         .arg(iface)
         .env("LOG_LEVEL", "error")
+        // wireguard-go prints a "use the kernel module" banner unless it believes it is its
+        // own daemonized child; wgmesh chose the userspace backend on purpose (and logs why).
+        .env("WG_PROCESS_FOREGROUND", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
