@@ -7,7 +7,24 @@ cd "$(dirname "$0")/.."
 if [ -z "${WGMESH_SKIP_INSTALL:-}" ]; then
     bash netns-tests/install-deps.sh
 fi
-step() { printf '\n=== %s\n' "$*"; }
+steps_done=0
+current=
+step() {
+    [ -n "$current" ] && steps_done=$((steps_done + 1))
+    current=$*
+    printf '\n=== %s\n' "$*"
+}
+summary() {
+    local rc=$?
+    if [ $rc = 0 ]; then
+        [ -n "$current" ] && steps_done=$((steps_done + 1))
+        echo "run-all: $steps_done passed, 0 failed"
+    else
+        echo "run-all: FAILED at step: $current"
+        echo "run-all: $steps_done passed, 1 failed"
+    fi
+}
+trap summary EXIT
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -D warnings"

@@ -50,6 +50,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 const CACHE_EVERY: Duration = Duration::from_secs(300);
 /// Cache write-behind coalescing.
 const CACHE_COALESCE: Duration = Duration::from_millis(100);
+/// Longest the shutdown sequence may take.
+const SHUTDOWN_LIMIT: Duration = Duration::from_millis(4500);
 /// Probe scheduling tick (the core decides which peers are due).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -322,6 +324,23 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(NodeError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(NodeError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(NodeError::Signals)?;
+    // Signals have their own task, so a stop is seen even while the main loop waits on the
+    // platform; a second signal exits at once.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+        };
+        tracing::info!("{first}: shutting down");
+        let _ = stop_tx.send(true);
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
     let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
     let mut health_tick = tokio::time::interval(HEALTH_EVERY);
     let mut cleanup_tick = tokio::time::interval(CLEANUP_EVERY);
@@ -339,16 +358,18 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut probe_tick = tokio::time::interval(PROBE_EVERY);
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
+    // The probe tick only runs while some peer needs probing (re-armed by health and
+    // reconcile), so an idle mesh does not wake up every second.
+    let mut probing = true;
     let mut last_handshake: BTreeMap<WgKey, Option<Millis>> = BTreeMap::new();
     let mut health = HealthView::default();
     let mut handshakes = HandshakeMonitor::default();
     let mut cache_dirty = false;
-    let mut reconcile_due: Option<tokio::time::Instant> = None;
+    // The first reconcile runs as the loop's first step, so a stop is seen even during it.
+    let mut reconcile_due: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
     let mut cache_due: Option<tokio::time::Instant> = None;
 
-    reconciler
-        .run(&store, &local_plan, &health, now_millis(), &metrics)
-        .await;
+    // Ready: the interface is up and the control socket listens.
     super::notify::ready(&format!("{iface} up, {} peers", store.len()));
     tracing::info!(interface = %iface, control_port = keys.control_port(), "wgmesh is running");
 
@@ -358,8 +379,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         let cache_at =
             cache_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = stop_rx.changed() => break,
             _ = sighup.recv() => {
                 super::notify::reloading();
                 reload(&mut config, &args, log_level_flag.as_deref(), &set_log_level, &mut facts, &mut local_plan);
@@ -390,17 +410,23 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = tokio::time::sleep_until(reconcile_at), if reconcile_due.is_some() => {
                 reconcile_due = None;
                 health.offline.prune(now_millis());
-                reconciler.run(&store, &local_plan, &health, now_millis(), &metrics).await;
+                if unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await.is_none() { break; }
                 publish_plan(&shared, &reconciler, &metrics);
+                probing = true;
             }
             _ = reconcile_tick.tick() => {
-                reconciler.run(&store, &local_plan, &health, now_millis(), &metrics).await;
+                if unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await.is_none() { break; }
                 publish_plan(&shared, &reconciler, &metrics);
+                probing = true;
             }
             _ = health_tick.tick() => {
-                last_handshake = check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics).await;
+                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics)).await {
+                    Some(h) => last_handshake = h,
+                    None => break,
+                }
+                probing = true;
             }
-            _ = probe_tick.tick(), if !store.is_empty() => {
+            _ = probe_tick.tick(), if probing && !store.is_empty() => {
                 let now = now_millis();
                 for key in prober.expire(now) {
                     tracing::warn!(peer = %crate::mesh::short_key(&key), "8 probes in a row failed: peer offline for 30 s");
@@ -408,7 +434,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     reconcile_due.get_or_insert_with(tokio::time::Instant::now);
                 }
                 let peers = store.snapshot();
-                for (_, to, id) in prober.due(&peers, &last_handshake, &health.relayed, now) {
+                let (due, needed) = prober.due(&peers, &last_handshake, &health, now);
+                probing = needed;
+                for (_, to, id) in due {
                     let _ = exchange.send_probe(to, id).await;
                 }
             }
@@ -449,42 +477,54 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         }
     }
 
-    // Shutdown: a second signal exits at once.
+    // Shutdown, bounded so the process always exits within 5 s.
     super::notify::stopping();
-    tokio::spawn(async move {
-        let mut again = signal(SignalKind::terminate()).ok();
-        let mut again_int = signal(SignalKind::interrupt()).ok();
-        tokio::select! {
-            Some(_) = async { again.as_mut()?.recv().await } => {}
-            Some(_) = async { again_int.as_mut()?.recv().await } => {}
+    let shutdown = async {
+        let goodbye = Goodbye {
+            ed25519_public: identity.ed25519_public(),
+            wireguard_public: wg_public,
+            sequence: local_sequence.max(now_millis().0) + 1,
         }
-        tracing::warn!("second signal: exiting at once");
-        std::process::exit(130);
-    });
-    let goodbye = Goodbye {
-        ed25519_public: identity.ed25519_public(),
-        wireguard_public: wg_public,
-        sequence: local_sequence.max(now_millis().0) + 1,
-    }
-    .sign(keys.network_id(), |m| identity.sign(m));
-    let told = exchange
-        .send_goodbye(&goodbye, &exchange.goodbye_targets())
-        .await;
-    tracing::info!(peers = told, "said goodbye");
-    exchange_tasks.stop().await;
-    save_cache_now(&cache_file, &store);
-    reconciler.teardown().await;
-    control_task.abort();
-    if let Some(t) = metrics_task {
-        t.abort();
-    }
-    if config.keep_interface {
-        tracing::info!(interface = %iface, "keeping the interface (--keep-interface)");
-    } else if let Err(e) = reconciler.device.delete().await {
-        tracing::warn!(error = %e, "could not delete the interface");
+        .sign(keys.network_id(), |m| identity.sign(m));
+        let told = exchange
+            .send_goodbye(&goodbye, &exchange.goodbye_targets())
+            .await;
+        tracing::info!(peers = told, "said goodbye");
+        exchange_tasks.stop().await;
+        save_cache_now(&cache_file, &store);
+        reconciler.teardown().await;
+        control_task.abort();
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        if config.keep_interface {
+            tracing::info!(interface = %iface, "keeping the interface (--keep-interface)");
+        } else if let Err(e) = reconciler.device.delete().await {
+            tracing::warn!(error = %e, "could not delete the interface");
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_LIMIT, shutdown)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than {SHUTDOWN_LIMIT:?}: exiting anyway");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs `fut` unless a stop is (or becomes) requested; `None` when stopped.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = fut => Some(v),
+        _ = stop.changed() => None,
+    }
 }
 
 /// A peer learned from someone else gets a direct hello at once, so it learns this node too

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::discovery::control_socket::ProbeReplyEvent;
-use crate::mesh::health::probe::ProbeNeed;
-use crate::mesh::{Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgKey};
+use crate::mesh::health::probe::{ProbeNeed, needs_probing};
+use crate::mesh::{HealthView, Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgKey};
 
 /// A probe not answered within this time counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -36,22 +36,29 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl Prober {
-    /// The probes to send now: (peer, destination, id).
+    /// The probes to send now: (peer, destination, id), and whether any peer still needs
+    /// probing (when none does, the caller can stop ticking until something changes).
+    /// Peers marked temporarily offline are not probed until their offline time ends.
     pub fn due(
         &mut self,
         peers: &[PeerEntry],
         last_handshake: &BTreeMap<WgKey, Option<Millis>>,
-        relayed: &BTreeMap<WgKey, WgKey>,
+        health: &HealthView,
         now: Millis,
-    ) -> Vec<(WgKey, SocketAddr, u64)> {
+    ) -> (Vec<(WgKey, SocketAddr, u64)>, bool) {
         let mut out = Vec::new();
+        let mut any_needed = !self.outstanding.is_empty();
         for p in peers {
             let key = *p.key();
+            if health.offline.is_offline(&key, now) {
+                continue;
+            }
             let need = ProbeNeed {
                 last_handshake: last_handshake.get(&key).copied().flatten(),
-                relayed: relayed.contains_key(&key),
+                relayed: health.relayed.contains_key(&key),
                 first_seen: p.first_seen,
             };
+            any_needed |= needs_probing(&need, now);
             if self.monitor.due(key, &need, now) {
                 self.next_id = self.next_id.wrapping_add(1);
                 let to = IpAddr::V4(p.record.mesh_ipv4);
@@ -64,7 +71,7 @@ impl Prober {
                 ));
             }
         }
-        out
+        (out, any_needed)
     }
 
     /// A reply arrived; returns the peer and RTT when it matches a probe sent to its sender.
