@@ -274,6 +274,29 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     )
     .await?;
     let exchange_tasks = exchange.start();
+    let lan_task = if config.no_lan_discovery {
+        None
+    } else {
+        let lan_addresses: Vec<std::net::Ipv4Addr> = host_addresses
+            .iter()
+            .filter_map(|n| match n.addr() {
+                std::net::IpAddr::V4(a) if !a.is_loopback() && !a.is_link_local() => Some(a),
+                _ => None,
+            })
+            .collect();
+        let deps = crate::discovery::lan::LanDeps {
+            keys: keys.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            local_record: record_tx.subscribe(),
+            lan_addresses,
+        };
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::discovery::lan::run_lan_discovery(deps).await {
+                tracing::error!("{e}");
+            }
+        }))
+    };
 
     // 5. Plan configuration.
     let local_nets = local_networks(&host_addresses, v4.trunc(), v6.trunc());
@@ -410,12 +433,14 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = tokio::time::sleep_until(reconcile_at), if reconcile_due.is_some() => {
                 reconcile_due = None;
                 health.offline.prune(now_millis());
-                if unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await.is_none() { break; }
+                let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
+                nudge(&store, &exchange, &report.added).await;
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
             _ = reconcile_tick.tick() => {
-                if unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await.is_none() { break; }
+                let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
+                nudge(&store, &exchange, &report.added).await;
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
@@ -491,6 +516,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             .await;
         tracing::info!(peers = told, "said goodbye");
         exchange_tasks.stop().await;
+        if let Some(t) = lan_task {
+            t.abort();
+        }
         save_cache_now(&cache_file, &store);
         reconciler.teardown().await;
         control_task.abort();
@@ -524,6 +552,22 @@ async fn unless_stopped<T>(
     tokio::select! {
         v = fut => Some(v),
         _ = stop.changed() => None,
+    }
+}
+
+/// Sends one probe into the tunnel to each newly added WireGuard peer: the packet makes this
+/// side start a handshake now. The side that configures the other last succeeds at once,
+/// instead of waiting out WireGuard's 5 s retry of an initiation the other side dropped.
+async fn nudge(store: &PeerStore, exchange: &ControlSocket, added: &[WgKey]) {
+    for key in added {
+        if let Some(p) = store.get(key) {
+            let _ = exchange
+                .send_probe(
+                    SocketAddr::new(p.record.mesh_ipv4.into(), p.record.control_port),
+                    0,
+                )
+                .await;
+        }
     }
 }
 

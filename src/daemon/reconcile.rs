@@ -13,8 +13,10 @@ use crate::mesh::{
 use crate::platform::{Firewall, Network, PeerConfig, PeerDiff, Route, WireGuardDevice};
 
 /// What one reconcile did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
+    /// WireGuard peers this run added (the daemon nudges them into a handshake).
+    pub added: Vec<mesh::WgKey>,
     pub peer_ops: usize,
     pub route_ops: usize,
     pub writes: usize,
@@ -129,6 +131,14 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
             match self.device.apply(&peer_diff(&diff.peers)).await {
                 Ok(r) => {
                     report.writes += r.writes;
+                    report.added = diff
+                        .peers
+                        .iter()
+                        .filter_map(|op| match op {
+                            PeerOp::Add(p) => Some(p.public_key),
+                            _ => None,
+                        })
+                        .collect();
                     next.peers = plan.desired.peers.clone();
                 }
                 Err(e) => {

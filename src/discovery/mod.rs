@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod exchange;
 pub mod expiring;
 mod inbound;
+pub mod lan;
 pub mod ratelimit;
 
 #[cfg(test)]
