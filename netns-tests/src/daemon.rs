@@ -249,7 +249,7 @@ impl Node {
         );
     }
 
-    /// `wgmesh show --json` through the control socket, if the daemon answers.
+    /// `wgmesh show --json` answered by the daemon itself (not the no-daemon fallback).
     pub fn show(&self) -> Option<Value> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns])
@@ -261,7 +261,12 @@ impl Node {
         if !out.status.success() {
             return None;
         }
-        serde_json::from_slice(&out.stdout).ok()
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        // Without a daemon, `show` prints the bare device (no network id): not an answer.
+        v["interface"]["network_id"]
+            .as_str()
+            .filter(|id| !id.is_empty())?;
+        Some(v)
     }
 
     /// This node's mesh IPv4 and IPv6 (without prefix).
