@@ -24,7 +24,7 @@ declare -A apt_pkg=(
     [iproute2]=/sbin/ip [nftables]=/usr/sbin/nft [wireguard-tools]=/usr/bin/wg
     [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe
     [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
-    [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3
+    [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3 [systemd]=/usr/bin/systemd-analyze
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::control::client::{ClientError, request};
 use crate::control::protocol::{Request, Response, socket_path};
-use crate::control::show_text::render;
+use crate::control::show_text::print_report;
 
 /// Options of `wgmesh show`.
 #[derive(Debug, Args)]
@@ -27,18 +27,7 @@ pub struct ShowArgs {
 pub fn run(args: ShowArgs) -> anyhow::Result<()> {
     let path = socket_path(&args.runtime_dir, &args.interface);
     match request(&path, &Request::Show) {
-        Ok(Response::Show(report)) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                print!("{}", render(&report, now));
-            }
-            Ok(())
-        }
+        Ok(Response::Show(report)) => Ok(print_report(&report, args.json)?),
         Ok(Response::Error { message }) => anyhow::bail!("the daemon refused: {message}"),
         Ok(other) => anyhow::bail!("unexpected answer from the daemon: {other:?}"),
         Err(ClientError::NotRunning(p)) => {

@@ -148,6 +148,20 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
     out
 }
 
+/// Prints the report on stdout: pretty JSON, or the human form at the current time.
+pub fn print_report(report: &ShowReport, json: bool) -> Result<(), serde_json::Error> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        print!("{}", render(report, now));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! shape (the mesh's own facts — hostnames, paths, discovery — are unknown then).
 
 use crate::control::report::{InterfaceReport, PeerReport, ShowReport};
-use crate::control::show_text::render;
+use crate::control::show_text::print_report;
 use crate::proto::keys::base64_key;
 
 /// Prints the device `iface` as `show` would, or explains why it cannot.
@@ -45,14 +45,5 @@ pub fn print_device(iface: &str, json: bool) -> anyhow::Result<()> {
         },
         peers,
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        print!("{}", render(&report, now));
-    }
-    Ok(())
+    Ok(print_report(&report, json)?)
 }
