@@ -41,9 +41,15 @@ impl LanSite {
 
     /// A host namespace on the LAN; returns (namespace, LAN address).
     pub fn host(&self, lab: &Lab, i: u8) -> (String, IpAddr) {
-        let ns = lab.add_ns(&format!("h{i}"));
+        self.host_named(lab, &format!("h{i}"), i)
+    }
+
+    /// A host namespace named `name` with LAN address 10.77.0.(10+i).
+    pub fn host_named(&self, lab: &Lab, name: &str, i: u8) -> (String, IpAddr) {
+        let ns = lab.add_ns(name);
         let addr = format!("10.77.0.{}", 10 + u32::from(i));
-        let port = format!("p{i}");
+        let mut port = format!("p{name}");
+        port.truncate(15);
         sh(
             "ip",
             &[

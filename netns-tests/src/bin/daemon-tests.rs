@@ -410,26 +410,50 @@ fn run(lab: &Lab) {
         ));
     }
 
-    println!("== LAN multicast discovery: three nodes, no --peer, no cache");
+    println!("== LAN multicast discovery: six nodes, no --peer, no cache");
     for n in nodes.iter_mut() {
         n.extra_args.clear();
         let _ = std::fs::remove_file(n.state_dir().join(format!("{}-peers.cbor", n.iface)));
+    }
+    for i in 4..=6u8 {
+        let (ns, lan) = site.host(lab, i);
+        nodes.push(Node::new(
+            lab,
+            &format!("n{i}"),
+            ns,
+            lan,
+            &secret,
+            9300 + u16::from(i),
+        ));
     }
     let t0 = Instant::now();
     for n in nodes.iter_mut() {
         n.start(lab, &[]);
     }
-    let took = all_pairs_ping(&[&nodes[0], &nodes[1], &nodes[2]], Duration::from_secs(20));
-    let via_lan = nodes[0].show().unwrap_or_default()["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["path"] == "direct (lan)")
-        .count();
-    assert_eq!(via_lan, 2, "n1 should reach both peers directly on the LAN");
+    let started = t0.elapsed();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let took = all_pairs_ping(&all, Duration::from_secs(30));
+    for n in &nodes {
+        let via_lan = n.show().unwrap_or_default()["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["path"] == "direct (lan)"
+                    && p["discovered_via"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|x| x == "lan"))
+            })
+            .count();
+        assert_eq!(
+            via_lan, 5,
+            "{} should reach all 5 peers directly on the LAN",
+            n.name
+        );
+    }
     pass(&format!(
-        "every pair pings over IPv4 and IPv6 {:.1} s after the first start (pings took {:.1} s)",
-        t0.elapsed().as_secs_f64(),
+        "6 nodes: every pair pings over IPv4 and IPv6, all peers found by `lan` ({:.1} s to start them all, pings done {:.1} s later)",
+        started.as_secs_f64(),
         took.as_secs_f64()
     ));
     for n in nodes.iter_mut() {
