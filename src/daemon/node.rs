@@ -50,6 +50,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 const CACHE_EVERY: Duration = Duration::from_secs(300);
 /// Cache write-behind coalescing.
 const CACHE_COALESCE: Duration = Duration::from_millis(100);
+/// Delay before nudging newly added peers into a handshake.
+const NUDGE_AFTER: Duration = Duration::from_millis(300);
 /// Longest the shutdown sequence may take.
 const SHUTDOWN_LIMIT: Duration = Duration::from_millis(4500);
 /// Probe scheduling tick (the core decides which peers are due).
@@ -434,13 +436,13 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due = None;
                 health.offline.prune(now_millis());
                 let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
-                nudge(&store, &exchange, &report.added).await;
+                nudge_later(&store, &exchange, report.added);
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
             _ = reconcile_tick.tick() => {
                 let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
-                nudge(&store, &exchange, &report.added).await;
+                nudge_later(&store, &exchange, report.added);
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
@@ -555,20 +557,25 @@ async fn unless_stopped<T>(
     }
 }
 
-/// Sends one probe into the tunnel to each newly added WireGuard peer: the packet makes this
-/// side start a handshake now. The side that configures the other last succeeds at once,
-/// instead of waiting out WireGuard's 5 s retry of an initiation the other side dropped.
-async fn nudge(store: &PeerStore, exchange: &ControlSocket, added: &[WgKey]) {
-    for key in added {
-        if let Some(p) = store.get(key) {
-            let _ = exchange
-                .send_probe(
-                    SocketAddr::new(p.record.mesh_ipv4.into(), p.record.control_port),
-                    0,
-                )
-                .await;
-        }
+/// Shortly after WireGuard peers are added, sends one probe into the tunnel to each: the
+/// packet makes this side start a handshake. Waiting [`NUDGE_AFTER`] lets the other side
+/// configure us first (both learn each other within ~100-200 ms), since WireGuard sends at
+/// most one initiation per 5 s and one that arrives too early is dropped.
+fn nudge_later(store: &Arc<PeerStore>, exchange: &ControlSocket, added: Vec<WgKey>) {
+    if added.is_empty() {
+        return;
     }
+    let store = store.clone();
+    let exchange = exchange.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(NUDGE_AFTER).await;
+        for key in added {
+            if let Some(p) = store.get(&key) {
+                let to = SocketAddr::new(p.record.mesh_ipv4.into(), p.record.control_port);
+                let _ = exchange.send_probe(to, 0).await;
+            }
+        }
+    });
 }
 
 /// A peer learned from someone else gets a direct hello at once, so it learns this node too
