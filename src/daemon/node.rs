@@ -436,12 +436,22 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due = None;
                 health.offline.prune(now_millis());
                 let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
+                if let Some(due) = report.deferred_until {
+                    let wait = Duration::from_millis(due.0.saturating_sub(now_millis().0));
+                    let at = tokio::time::Instant::now() + wait;
+                    reconcile_due = Some(reconcile_due.map_or(at, |d| d.min(at)));
+                }
                 nudge_later(&store, &exchange, report.added);
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
             _ = reconcile_tick.tick() => {
                 let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
+                if let Some(due) = report.deferred_until {
+                    let wait = Duration::from_millis(due.0.saturating_sub(now_millis().0));
+                    let at = tokio::time::Instant::now() + wait;
+                    reconcile_due = Some(reconcile_due.map_or(at, |d| d.min(at)));
+                }
                 nudge_later(&store, &exchange, report.added);
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;

@@ -17,6 +17,8 @@ use crate::platform::{Firewall, Network, PeerConfig, PeerDiff, Route, WireGuardD
 pub struct ReconcileReport {
     /// WireGuard peers this run added (the daemon nudges them into a handshake).
     pub added: Vec<mesh::WgKey>,
+    /// When new peers held back by the handshake order are due (run again then).
+    pub deferred_until: Option<Millis>,
     pub peer_ops: usize,
     pub route_ops: usize,
     pub writes: usize,
@@ -68,6 +70,8 @@ pub struct Reconciler<D, N, F> {
     pub firewall: F,
     pub interface: String,
     applied: DesiredState,
+    /// New peers held back by the handshake order: when they were first planned.
+    first_planned: std::collections::BTreeMap<mesh::WgKey, Millis>,
     /// Whether relay forwarding is known to be in place (checked every run on relays).
     relay_on: bool,
     last_plan: Plan,
@@ -81,6 +85,7 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
             firewall,
             interface,
             applied: DesiredState::default(),
+            first_planned: std::collections::BTreeMap::new(),
             relay_on: false,
             last_plan: Plan::default(),
         }
@@ -119,8 +124,28 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
         let started = Instant::now();
         let snapshot = store.snapshot();
         let plan = mesh::plan(&snapshot, local, health, now);
-        let diff = mesh::diff(&plan.desired, &self.applied);
+        let mut diff = mesh::diff(&plan.desired, &self.applied);
+        // New peers wait their turn (mesh::handshake_order); the rest goes ahead.
+        let mut deferred_until: Option<Millis> = None;
+        self.first_planned.retain(|k, _| {
+            plan.desired.peers.contains_key(k) && !self.applied.peers.contains_key(k)
+        });
+        diff.peers.retain(|op| {
+            let PeerOp::Add(p) = op else { return true };
+            let delay =
+                mesh::handshake_order::first_add_delay(&local.wireguard_public, &p.public_key);
+            let since = *self.first_planned.entry(p.public_key).or_insert(now);
+            let due = since.plus(delay);
+            if now.0 >= due.0 {
+                true
+            } else {
+                deferred_until =
+                    Some(deferred_until.map_or(due, |d: Millis| if due.0 < d.0 { due } else { d }));
+                false
+            }
+        });
         let mut report = ReconcileReport {
+            deferred_until,
             peer_ops: diff.peers.len(),
             route_ops: diff.routes.len(),
             ..Default::default()
@@ -139,7 +164,11 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
                             _ => None,
                         })
                         .collect();
-                    next.peers = plan.desired.peers.clone();
+                    let peers_only = mesh::Diff {
+                        peers: diff.peers.clone(),
+                        ..mesh::Diff::default()
+                    };
+                    mesh::apply_diff(&mut next, &peers_only);
                 }
                 Err(e) => {
                     report.failed = true;

@@ -27,6 +27,7 @@
 pub mod collision;
 pub mod diff;
 pub mod events;
+pub mod handshake_order;
 pub mod health;
 pub mod nat;
 pub mod peer;
