@@ -31,7 +31,7 @@ use crate::mesh::{
     WgKey,
 };
 use crate::platform::linux::{NftFirewall, RtnlNetwork, open_device};
-use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, Network, WireGuardDevice};
+use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, NetEvent, Network, WireGuardDevice};
 use crate::proto::keys::base64_key;
 use crate::proto::messages::Goodbye;
 use crate::proto::{
@@ -50,6 +50,8 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 const CACHE_EVERY: Duration = Duration::from_secs(300);
 /// Cache write-behind coalescing.
 const CACHE_COALESCE: Duration = Duration::from_millis(100);
+/// Address changes are acted on once they settled for this long.
+const ADDRESS_SETTLE: Duration = Duration::from_millis(300);
 /// Delay before nudging newly added peers into a handshake.
 const NUDGE_AFTER: Duration = Duration::from_millis(300);
 /// Longest the shutdown sequence may take.
@@ -276,16 +278,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     )
     .await?;
     let exchange_tasks = exchange.start();
+    let (lan_addresses_tx, lan_addresses) = watch::channel(lan_ipv4(&host_addresses));
     let lan_task = if config.no_lan_discovery {
         None
     } else {
-        let lan_addresses: Vec<std::net::Ipv4Addr> = host_addresses
-            .iter()
-            .filter_map(|n| match n.addr() {
-                std::net::IpAddr::V4(a) if !a.is_loopback() && !a.is_link_local() => Some(a),
-                _ => None,
-            })
-            .collect();
         let deps = crate::discovery::lan::LanDeps {
             keys: keys.clone(),
             store: store.clone(),
@@ -386,6 +382,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     // The probe tick only runs while some peer needs probing (re-armed by health and
     // reconcile), so an idle mesh does not wake up every second.
     let mut probing = true;
+    // Address changes on the host (roaming, wake-up, DHCP) re-announce within a second.
+    let mut net_events = match reconciler.network.subscribe() {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            tracing::warn!(error = %e, "no address change events: roaming is noticed only by peers");
+            None
+        }
+    };
+    let address_check = AddressCheck::new(keys.clone());
+    let mut address_change_due: Option<tokio::time::Instant> = None;
     let mut last_handshake: BTreeMap<WgKey, Option<Millis>> = BTreeMap::new();
     let mut health = HealthView::default();
     let mut handshakes = HandshakeMonitor::default();
@@ -408,19 +414,31 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = sighup.recv() => {
                 super::notify::reloading();
                 reload(&mut config, &args, log_level_flag.as_deref(), &set_log_level, &mut facts, &mut local_plan);
-                match sign_local_record(&identity, &keys, &facts, Some(local_sequence), now_millis()) {
-                    Ok((record, signed)) => {
-                        local_sequence = record.sequence;
-                        let _ = record_tx.send(signed);
-                        // Tell every active peer now, over the tunnel: a hello carries the record.
-                        for p in store.active(now_millis()) {
-                            exchange.send_hello_to(SocketAddr::new(p.record.mesh_ipv4.into(), p.record.control_port));
-                        }
-                    }
-                    Err(e) => tracing::error!("SIGHUP: the new record cannot be signed: {e}"),
-                }
+                republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
                 reconcile_due = Some(tokio::time::Instant::now());
                 super::notify::ready("reloaded");
+            }
+            Some(ev) = async { net_events.as_mut()?.recv().await } => {
+                let changed = match ev {
+                    NetEvent::AddressAdded { address, .. } | NetEvent::AddressRemoved { address, .. } => !address_check.is_mesh_address(address),
+                    _ => false,
+                };
+                if changed {
+                    address_change_due.get_or_insert_with(|| tokio::time::Instant::now() + ADDRESS_SETTLE);
+                }
+            }
+            _ = tokio::time::sleep_until(address_change_due.unwrap_or_else(far_future)), if address_change_due.is_some() => {
+                address_change_due = None;
+                let addresses = network_addresses(&reconciler.network, &iface).await;
+                let candidates = lan_candidates(&addresses, listen_port);
+                if candidates != facts.endpoints {
+                    tracing::info!(endpoints = ?candidates, "local addresses changed: re-announcing");
+                    facts.endpoints = candidates;
+                    local_plan.routes.local_networks = local_networks(&addresses, v4.trunc(), v6.trunc());
+                    let _ = lan_addresses_tx.send(lan_ipv4(&addresses));
+                    republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
+                    reconcile_due = Some(tokio::time::Instant::now());
+                }
             }
             Some(ev) = event_rx.recv() => {
                 if let PeerEvent::Added(key) = ev {
@@ -615,6 +633,47 @@ async fn network_addresses(net: &RtnlNetwork, mesh_iface: &str) -> Vec<IpNet> {
         }
     }
     out
+}
+
+/// The host's LAN IPv4 addresses LAN discovery announces on.
+fn lan_ipv4(addrs: &[IpNet]) -> Vec<Ipv4Addr> {
+    addrs
+        .iter()
+        .filter_map(|n| match n.addr() {
+            std::net::IpAddr::V4(a) if !a.is_loopback() && !a.is_link_local() => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Re-signs this node's record after a change, publishes it (LAN discovery announces it) and
+/// sends it at once to every active peer over the tunnel (a hello carries the record).
+fn republish(
+    identity: &NodeIdentity,
+    keys: &MeshKeys,
+    facts: &LocalFacts,
+    local_sequence: &mut u64,
+    record_tx: &watch::Sender<SignedRecord>,
+    store: &PeerStore,
+    exchange: &ControlSocket,
+) {
+    match sign_local_record(identity, keys, facts, Some(*local_sequence), now_millis()) {
+        Ok((record, signed)) => {
+            *local_sequence = record.sequence;
+            let _ = record_tx.send(signed);
+            for p in store.active(now_millis()) {
+                exchange.send_hello_to(SocketAddr::new(
+                    p.record.mesh_ipv4.into(),
+                    p.record.control_port,
+                ));
+            }
+        }
+        Err(e) => tracing::error!("this node's new record cannot be signed: {e}"),
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
 }
 
 /// LAN endpoint candidates: this host's addresses with the WireGuard port (no loopback,

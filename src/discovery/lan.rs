@@ -40,8 +40,9 @@ pub struct LanDeps {
     pub store: Arc<PeerStore>,
     pub metrics: Arc<Metrics>,
     pub local_record: watch::Receiver<SignedRecord>,
-    /// This host's LAN IPv4 addresses (one per interface to announce on).
-    pub lan_addresses: Vec<Ipv4Addr>,
+    /// This host's LAN IPv4 addresses (one per interface to announce on); a change (roaming,
+    /// wake-up) joins the group on the new addresses and announces at once.
+    pub lan_addresses: watch::Receiver<Vec<Ipv4Addr>>,
 }
 
 fn open_socket(group: SocketAddrV4, interfaces: &[Ipv4Addr]) -> Result<UdpSocket, std::io::Error> {
@@ -63,12 +64,14 @@ fn open_socket(group: SocketAddrV4, interfaces: &[Ipv4Addr]) -> Result<UdpSocket
 /// Runs LAN discovery until the task is dropped.
 pub async fn run_lan_discovery(deps: LanDeps) -> Result<(), LanError> {
     let group = deps.keys.lan_group();
-    let socket = open_socket(group, &deps.lan_addresses).map_err(|source| LanError::Socket {
+    let mut addresses_rx = deps.lan_addresses.clone();
+    let mut addresses = addresses_rx.borrow_and_update().clone();
+    let socket = open_socket(group, &addresses).map_err(|source| LanError::Socket {
         port: group.port(),
         source,
     })?;
     let sender = socket2::SockRef::from(&socket);
-    tracing::info!(group = %group, interfaces = deps.lan_addresses.len(), "LAN discovery on");
+    tracing::info!(group = %group, interfaces = addresses.len(), "LAN discovery on");
     let mut record_rx = deps.local_record.clone();
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -84,11 +87,21 @@ pub async fn run_lan_discovery(deps: LanDeps) -> Result<(), LanError> {
         tokio::select! {
             _ = tick.tick() => {
                 let record = record_rx.borrow().clone();
-                announce(&socket, &sender, group, &deps, &record).await;
+                announce(&socket, &sender, group, &deps, &addresses, &record).await;
+            }
+            Ok(()) = addresses_rx.changed() => {
+                let new = addresses_rx.borrow_and_update().clone();
+                for a in new.iter().filter(|a| !addresses.contains(a)) {
+                    if let Err(e) = sender.join_multicast_v4(group.ip(), a) {
+                        tracing::debug!(interface = %a, error = %e, "cannot join the LAN group on this address");
+                    }
+                }
+                tracing::info!(addresses = ?new, "LAN addresses changed");
+                addresses = new;
             }
             Ok(()) = record_rx.changed() => {
                 let record = record_rx.borrow_and_update().clone();
-                announce(&socket, &sender, group, &deps, &record).await;
+                announce(&socket, &sender, group, &deps, &addresses, &record).await;
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
@@ -107,7 +120,7 @@ pub async fn run_lan_discovery(deps: LanDeps) -> Result<(), LanError> {
                 answer_at = None;
                 last_answer = Some(tokio::time::Instant::now());
                 let record = record_rx.borrow().clone();
-                announce(&socket, &sender, group, &deps, &record).await;
+                announce(&socket, &sender, group, &deps, &addresses, &record).await;
             }
         }
     }
@@ -122,6 +135,7 @@ async fn announce(
     sender: &socket2::SockRef<'_>,
     group: SocketAddrV4,
     deps: &LanDeps,
+    addresses: &[Ipv4Addr],
     record: &SignedRecord,
 ) {
     let datagram = match (Message::Announce {
@@ -135,7 +149,7 @@ async fn announce(
             return;
         }
     };
-    for a in &deps.lan_addresses {
+    for a in addresses {
         if sender.set_multicast_if_v4(a).is_ok() {
             let _ = socket.send_to(&datagram, SocketAddr::V4(group)).await;
         }

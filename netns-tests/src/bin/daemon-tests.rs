@@ -456,6 +456,44 @@ fn run(lab: &Lab) {
         started.as_secs_f64(),
         took.as_secs_f64()
     ));
+
+    println!("== roaming: n2 moves to another LAN address");
+    let n2_key = nodes[1].public_key();
+    let (n2_v4, _) = nodes[1].mesh_ips();
+    // Delete first: deleting a primary address also removes the secondaries of its subnet.
+    let n2_ns = nodes[1].ns.clone();
+    sh(
+        "ip",
+        &["-n", &n2_ns, "addr", "del", "10.77.0.12/24", "dev", "eth0"],
+    );
+    sh(
+        "ip",
+        &["-n", &n2_ns, "addr", "add", "10.77.0.42/24", "dev", "eth0"],
+    );
+    let t_move = Instant::now();
+    let endpoint_of_n2 = |n: &Node| -> String {
+        n.show().unwrap_or_default()["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["public_key"] == n2_key.as_str())
+            .and_then(|p| p["endpoint"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let took = wait_for(
+        Duration::from_secs(5),
+        "n1 to follow n2 to 10.77.0.42",
+        || endpoint_of_n2(&nodes[0]) == "10.77.0.42:51820",
+    );
+    assert!(
+        nodes[0].wait_ping(&n2_v4, Duration::from_secs(5)).is_some(),
+        "n1 cannot ping n2 after the move"
+    );
+    pass(&format!(
+        "n1 uses n2's new address {:.1} s after the move and pings it ({:.1} s)",
+        took.as_secs_f64(),
+        t_move.elapsed().as_secs_f64()
+    ));
     for n in nodes.iter_mut() {
         n.stop();
     }
