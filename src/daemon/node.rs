@@ -405,10 +405,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     tracing::info!(interface = %iface, control_port = keys.control_port(), "wgmesh is running");
 
     loop {
-        let reconcile_at = reconcile_due
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        let cache_at =
-            cache_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let reconcile_at = reconcile_due.unwrap_or_else(far_future);
+        let cache_at = cache_due.unwrap_or_else(far_future);
         tokio::select! {
             _ = stop_rx.changed() => break,
             _ = sighup.recv() => {
@@ -463,16 +461,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
             }
+            // The safety-net tick only marks a reconcile due; the branch above does the work.
             _ = reconcile_tick.tick() => {
-                let Some(report) = unless_stopped(&mut stop_rx, reconciler.run(&store, &local_plan, &health, now_millis(), &metrics)).await else { break };
-                if let Some(due) = report.deferred_until {
-                    let wait = Duration::from_millis(due.0.saturating_sub(now_millis().0));
-                    let at = tokio::time::Instant::now() + wait;
-                    reconcile_due = Some(reconcile_due.map_or(at, |d| d.min(at)));
-                }
-                nudge_later(&store, &exchange, report.added);
-                publish_plan(&shared, &reconciler, &metrics);
-                probing = true;
+                reconcile_due.get_or_insert_with(tokio::time::Instant::now);
             }
             _ = health_tick.tick() => {
                 match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics)).await {
