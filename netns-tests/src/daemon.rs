@@ -23,6 +23,27 @@ pub fn wgmesh_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("wgmesh"))
 }
 
+/// A fresh mesh secret from `wgmesh secret new`, written mode 0600 to the temp dir as
+/// `<lab id>-<name>.secret` (the caller removes it).
+pub fn new_secret_file(lab: &Lab, name: &str) -> PathBuf {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = std::env::temp_dir().join(format!("{}-{name}.secret", lab.id));
+    let secret = sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &["secret", "new"],
+    );
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
 /// A bridged LAN: namespace `br` holds bridge `br0`; hosts get 10.77.0.(10+i)/24.
 pub struct LanSite {
     pub bridge_ns: String,

@@ -5,7 +5,7 @@
 //! never overwritten before a good cache exists. Records read back are verified again by the
 //! caller before use (signatures decide, not the file).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ciborium::Value;
@@ -55,28 +55,6 @@ pub fn cache_path(state_dir: &Path, interface: &str) -> PathBuf {
     state_dir.join(format!("{interface}-peers.cbor"))
 }
 
-fn encode_endpoint(e: &SocketAddr) -> Value {
-    let ip = match e.ip() {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    Value::Array(vec![Value::Bytes(ip), uint(e.port().into())])
-}
-
-fn decode_endpoint(v: Value) -> Option<SocketAddr> {
-    let Value::Array(items) = v else { return None };
-    let [ip, port]: [Value; 2] = items.try_into().ok()?;
-    let ip: IpAddr = match ip {
-        Value::Bytes(b) if b.len() == 4 => <[u8; 4]>::try_from(b.as_slice()).ok()?.into(),
-        Value::Bytes(b) if b.len() == 16 => <[u8; 16]>::try_from(b.as_slice()).ok()?.into(),
-        _ => return None,
-    };
-    Some(SocketAddr::new(
-        ip,
-        cbor::as_uint(port, u16::MAX.into())? as u16,
-    ))
-}
-
 /// Encodes the cache file.
 pub fn encode_cache(entries: &[CacheEntry]) -> Vec<u8> {
     let items = entries
@@ -84,7 +62,7 @@ pub fn encode_cache(entries: &[CacheEntry]) -> Vec<u8> {
         .map(|e| {
             let mut fields = vec![(1, e.record.to_value()), (2, uint(e.last_seen_unix_ms))];
             if let Some(ep) = &e.endpoint {
-                fields.push((3, encode_endpoint(ep)));
+                fields.push((3, cbor::encode_addr(ep)));
             }
             int_map(fields)
         })
@@ -115,7 +93,7 @@ pub fn decode_cache(bytes: &[u8]) -> Result<Vec<CacheEntry>, String> {
                 .map_err(|e| e.to_string())?;
             let last_seen_unix_ms = e.uint(2, u64::MAX).map_err(|e| e.to_string())?;
             let endpoint = match e.optional(3) {
-                Some(v) => Some(decode_endpoint(v).ok_or("bad endpoint")?),
+                Some(v) => Some(cbor::decode_addr(v, 3).map_err(|e| e.to_string())?),
                 None => None,
             };
             Ok(CacheEntry {

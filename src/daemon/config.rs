@@ -262,16 +262,6 @@ pub fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
     })
 }
 
-fn valid_interface(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 fn is_loopback(addr: &SocketAddr) -> bool {
     match addr.ip() {
         IpAddr::V4(a) => a.is_loopback(),
@@ -294,7 +284,7 @@ impl DaemonConfig {
             .clone()
             .or_else(|| file.interface.clone())
             .unwrap_or_else(|| DEFAULT_INTERFACE.into());
-        if !valid_interface(&interface) {
+        if crate::identity::state::validate_interface_name(&interface).is_err() {
             return Err(ConfigError::Interface(interface));
         }
         let listen_port = args

@@ -2,7 +2,6 @@
 //! record (rebuilt whenever something it says changes, with a sequence that always grows,
 //! also across restarts: unix milliseconds, or one more than the last one signed).
 
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -75,11 +74,6 @@ pub fn sign_local_record(
     };
     let signed = record.sign(keys.network_id(), |m| identity.sign(m))?;
     Ok((record, signed))
-}
-
-/// The control endpoint of a peer reached at `ip` (its record's control port).
-pub fn control_endpoint(ip: std::net::IpAddr, record: &NodeRecord) -> SocketAddr {
-    SocketAddr::new(ip, record.control_port)
 }
 
 #[cfg(test)]

@@ -28,13 +28,6 @@ pub struct Prober {
     next_id: u64,
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl Prober {
     /// The probes to send now: (peer, destination, id), and whether any peer still needs
     /// probing (when none does, the caller can stop ticking until something changes).
@@ -77,7 +70,7 @@ impl Prober {
     /// A reply arrived; returns the peer and RTT when it matches a probe sent to its sender.
     pub fn on_reply(&mut self, ev: &ProbeReplyEvent) -> Option<(WgKey, Duration)> {
         let o = self.outstanding.get(&ev.id)?;
-        if canonical(ev.from.ip()) != o.to {
+        if ev.from.ip().to_canonical() != o.to {
             return None;
         }
         let o = self.outstanding.remove(&ev.id)?;

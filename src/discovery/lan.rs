@@ -5,7 +5,7 @@
 //! endpoint is the packet's source address with the record's WireGuard port (the source always
 //! wins over what the record claims).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,10 +183,7 @@ fn receive(
     if own == Some(&record.wireguard_public) {
         return false;
     }
-    let ip = match src.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
+    let ip = src.ip().to_canonical();
     let endpoint = SocketAddr::new(ip, record.wireguard_port);
     let update = PeerUpdate::new(record, DiscoveryMethod::Lan)
         .with_signed(signed)

@@ -3,6 +3,8 @@
 //! decoded, trailing bytes and duplicate keys are refused, and typed getters turn every shape
 //! mismatch into a [`CborError`] naming the field.
 
+use std::net::{IpAddr, SocketAddr};
+
 use ciborium::Value;
 
 /// Most entries a wire map may hold.
@@ -169,6 +171,35 @@ pub fn int_map(entries: Vec<(u64, Value)>) -> Value {
 /// An unsigned integer value.
 pub fn uint(v: u64) -> Value {
     Value::Integer(v.into())
+}
+
+/// A socket address on the wire: `[ip bstr(4 or 16), port uint]`.
+pub fn encode_addr(a: &SocketAddr) -> Value {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    Value::Array(vec![Value::Bytes(ip), uint(a.port().into())])
+}
+
+/// Reads `[ip bstr(4 or 16), port uint]`; a shape error names field `key`.
+pub fn decode_addr(v: Value, key: u64) -> Result<SocketAddr, CborError> {
+    let bad = || CborError::WrongType(key);
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let [ip, port]: [Value; 2] = items.try_into().map_err(|_| bad())?;
+    let ip: IpAddr = match ip {
+        Value::Bytes(b) if b.len() == 4 => {
+            <[u8; 4]>::try_from(b.as_slice()).map_err(|_| bad())?.into()
+        }
+        Value::Bytes(b) if b.len() == 16 => <[u8; 16]>::try_from(b.as_slice())
+            .map_err(|_| bad())?
+            .into(),
+        _ => return Err(bad()),
+    };
+    let port = as_uint(port, u16::MAX.into()).ok_or_else(bad)? as u16;
+    Ok(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]

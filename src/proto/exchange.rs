@@ -2,11 +2,11 @@
 //! out in docs/PROTOCOL.md §8–§9. Pure encoding and bounded decoding; what a node does with
 //! them (anti-amplification budget, which records to send) lives with their users.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use ciborium::Value;
 
-use super::cbor::{self, CborError, IntMap, int_map, uint};
+use super::cbor::{self, CborError, IntMap, decode_addr, encode_addr, int_map, uint};
 use super::envelope::MAX_PAYLOAD_BYTES;
 use super::record::{RecordError, SignedRecord};
 
@@ -73,33 +73,6 @@ pub struct Records {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     pub id: u64,
-}
-
-pub(crate) fn encode_addr(a: &SocketAddr) -> Value {
-    let ip = match a.ip() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    Value::Array(vec![Value::Bytes(ip), uint(a.port().into())])
-}
-
-pub(crate) fn decode_addr(v: Value, key: u64) -> Result<SocketAddr, CborError> {
-    let bad = || CborError::WrongType(key);
-    let Value::Array(items) = v else {
-        return Err(bad());
-    };
-    let [ip, port]: [Value; 2] = items.try_into().map_err(|_| bad())?;
-    let ip: IpAddr = match ip {
-        Value::Bytes(b) if b.len() == 4 => {
-            <[u8; 4]>::try_from(b.as_slice()).map_err(|_| bad())?.into()
-        }
-        Value::Bytes(b) if b.len() == 16 => <[u8; 16]>::try_from(b.as_slice())
-            .map_err(|_| bad())?
-            .into(),
-        _ => return Err(bad()),
-    };
-    let port = cbor::as_uint(port, u16::MAX.into()).ok_or_else(bad)? as u16;
-    Ok(SocketAddr::new(ip, port))
 }
 
 fn encode_digests(d: &[Digest]) -> Value {

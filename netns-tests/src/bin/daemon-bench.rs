@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wgmesh::daemon::cache::{CacheEntry, cache_path, save_cache};
 use wgmesh::identity::NodeIdentity;
 use wgmesh::proto::{EndpointCandidate, EndpointKind, MeshKeys, MeshSecret, NatType, NodeRecord};
-use wgmesh_netns_tests::daemon::{Node, wgmesh_bin};
+use wgmesh_netns_tests::daemon::{Node, new_secret_file};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
@@ -162,16 +162,7 @@ fn main() {
         .unwrap_or(60);
     let lab = Lab::new();
     let result = std::panic::catch_unwind(|| {
-        let secret = std::env::temp_dir().join(format!("{}-bench.secret", lab.id));
-        std::fs::write(
-            &secret,
-            sh(
-                wgmesh_bin().to_str().unwrap_or("wgmesh"),
-                &["secret", "new"],
-            ),
-        )
-        .unwrap_or_default();
-        sh("chmod", &["600", secret.to_str().unwrap_or_default()]);
+        let secret = new_secret_file(&lab, "bench");
 
         let (mut node, took) = run_with(&lab, &secret, 1000, "big");
         std::thread::sleep(Duration::from_secs(3));

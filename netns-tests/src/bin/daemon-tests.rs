@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{LanSite, Node, wgmesh_bin};
+use wgmesh_netns_tests::daemon::{LanSite, Node, new_secret_file, wgmesh_bin};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
@@ -173,13 +173,7 @@ fn main() {
 
 fn run(lab: &Lab) {
     let site = LanSite::new(lab);
-    let secret = std::env::temp_dir().join(format!("{}-mesh.secret", lab.id));
-    let s = sh(
-        wgmesh_bin().to_str().unwrap_or("wgmesh"),
-        &["secret", "new"],
-    );
-    std::fs::write(&secret, s).unwrap_or_else(|e| panic!("write secret: {e}"));
-    sh("chmod", &["600", secret.to_str().unwrap_or_default()]);
+    let secret = new_secret_file(lab, "mesh");
     let cport = control_port(&secret);
 
     let mut nodes: Vec<Node> = (1..=3)

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use wgmesh_netns_tests::daemon::{LanSite, Node, wgmesh_bin};
-use wgmesh_netns_tests::lab::{Lab, sh, sh_ok};
+use wgmesh_netns_tests::daemon::{LanSite, Node, new_secret_file};
+use wgmesh_netns_tests::lab::{Lab, sh_ok};
 use wgmesh_netns_tests::preflight;
 
 fn one_run(lab: &Lab, site: &LanSite, secret: &std::path::Path, n: u8, run: u32) -> Duration {
@@ -55,16 +55,7 @@ fn main() {
     let lab = Lab::new();
     let result = std::panic::catch_unwind(|| {
         let site = LanSite::new(&lab);
-        let secret = std::env::temp_dir().join(format!("{}-tt.secret", lab.id));
-        std::fs::write(
-            &secret,
-            sh(
-                wgmesh_bin().to_str().unwrap_or("wgmesh"),
-                &["secret", "new"],
-            ),
-        )
-        .unwrap_or_default();
-        sh("chmod", &["600", secret.to_str().unwrap_or_default()]);
+        let secret = new_secret_file(&lab, "tt");
         let mut run = 0;
         for n in [3u8, 6] {
             let mut times: Vec<Duration> = (0..5)
