@@ -51,7 +51,12 @@ pub struct LanSite {
 
 impl LanSite {
     pub fn new(lab: &Lab) -> Self {
-        let bridge_ns = lab.add_ns("br");
+        Self::named(lab, "br")
+    }
+
+    /// A LAN whose bridge namespace is `name` (several LANs in one lab).
+    pub fn named(lab: &Lab, name: &str) -> Self {
+        let bridge_ns = lab.add_ns(name);
         sh(
             "ip",
             &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"],
@@ -67,8 +72,33 @@ impl LanSite {
 
     /// A host namespace named `name` with LAN address 10.77.0.(10+i).
     pub fn host_named(&self, lab: &Lab, name: &str, i: u8) -> (String, IpAddr) {
-        let ns = lab.add_ns(name);
+        let ns = self.attach(lab, name);
         let addr = format!("10.77.0.{}", 10 + u32::from(i));
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
+        (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
+    }
+
+    /// A host namespace named `name` on the LAN with no IPv4 address: only the IPv6
+    /// link-local address the kernel gives `eth0` (duplicate address detection off, so it is
+    /// usable at once).
+    pub fn host_link_local_only(&self, lab: &Lab, name: &str) -> String {
+        self.attach(lab, name)
+    }
+
+    /// A new namespace `name` whose `eth0` is a port of the bridge, up.
+    fn attach(&self, lab: &Lab, name: &str) -> String {
+        let ns = lab.add_ns(name);
         let mut port = format!("p{name}");
         port.truncate(15);
         sh(
@@ -96,17 +126,17 @@ impl LanSite {
         sh(
             "ip",
             &[
-                "-n",
+                "netns",
+                "exec",
                 &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv6.conf.eth0.accept_dad=0",
             ],
         );
         sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
+        ns
     }
 }
 

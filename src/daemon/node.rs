@@ -288,6 +288,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             metrics: metrics.clone(),
             local_record: record_tx.subscribe(),
             lan_addresses,
+            mesh_interface: config.interface.clone(),
         };
         Some(tokio::spawn(async move {
             if let Err(e) = crate::discovery::lan::run_lan_discovery(deps).await {

@@ -2,7 +2,7 @@
 //! WireGuard PSK, subnets, LAN group, control port, address/DHT keys, registry id, and the
 //! per-node mesh addresses and per-hour DHT topics computed from them.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -163,6 +163,27 @@ impl MeshKeys {
             LAN_PORT,
         )
     }
+    /// The IPv6 link-local LAN discovery group (this project's choice, PROTOCOL.md §2):
+    /// `ff12::7767:6d32:<a><b>` (transient, link-local scope; `77 67 6d 32` = "wgm2", `a b` =
+    /// the two `lan-group` bytes), same port as the IPv4 group.
+    pub fn lan_group_v6(&self) -> SocketAddrV6 {
+        let [a, b] = self.lan_group;
+        SocketAddrV6::new(
+            Ipv6Addr::new(
+                0xff12,
+                0,
+                0,
+                0,
+                0,
+                0x7767,
+                0x6d32,
+                u16::from_be_bytes([a, b]),
+            ),
+            LAN_PORT,
+            0,
+            0,
+        )
+    }
     /// The control UDP port: 51821 + (big-endian u16 mod 1000).
     pub fn control_port(&self) -> u16 {
         CONTROL_PORT_BASE + u16::from_be_bytes(self.control_port_raw) % 1000
@@ -251,6 +272,11 @@ mod tests {
         assert_eq!(k.ipv6_prefix().network().octets()[0], 0xfd);
         assert_eq!(k.lan_group().ip().octets()[..2], [239, 192]);
         assert_eq!(k.lan_group().port(), 51830);
+        let v6 = k.lan_group_v6();
+        assert!(v6.ip().is_multicast());
+        assert_eq!(v6.ip().segments()[0], 0xff12, "link-local scope, transient");
+        assert_eq!(v6.ip().octets()[14..], k.lan_group().ip().octets()[2..]);
+        assert_eq!(v6.port(), 51830);
         assert!((51821..52821).contains(&k.control_port()));
     }
 

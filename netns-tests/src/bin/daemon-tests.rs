@@ -5,6 +5,7 @@
 //! failure.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -487,6 +488,50 @@ fn run(lab: &Lab) {
         "n1 uses n2's new address {:.1} s after the move and pings it ({:.1} s)",
         took.as_secs_f64(),
         t_move.elapsed().as_secs_f64()
+    ));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    let _ = std::fs::remove_file(&secret);
+    lan_over_ipv6_link_local(lab);
+}
+
+/// Two nodes on a LAN with no IPv4 at all find each other on the IPv6 link-local group and
+/// use each other's `fe80::…%eth0` address as the WireGuard endpoint.
+fn lan_over_ipv6_link_local(lab: &Lab) {
+    println!("== LAN discovery over IPv6 link-local only (no IPv4 on the LAN)");
+    let site = LanSite::named(lab, "br6");
+    let secret = new_secret_file(lab, "mesh6");
+    let mut nodes: Vec<Node> = (1..=2u8)
+        .map(|i| {
+            let name = format!("l{i}");
+            let ns = site.host_link_local_only(lab, &name);
+            let unspecified = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+            Node::new(lab, &name, ns, unspecified, &secret, 9320 + u16::from(i))
+        })
+        .collect();
+    let t0 = Instant::now();
+    for n in nodes.iter_mut() {
+        n.start(lab, &[]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    all_pairs_ping(&all, Duration::from_secs(20));
+    let took = t0.elapsed();
+    for n in &nodes {
+        let peers = n.show().unwrap_or_default()["peers"].clone();
+        let endpoint = peers[0]["endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            endpoint.starts_with("[fe80::"),
+            "{}: the peer's endpoint should be its IPv6 link-local address, got {endpoint:?} in {peers}",
+            n.name
+        );
+    }
+    pass(&format!(
+        "2 nodes with only IPv6 link-local addresses: found on ff12::7767:6d32:…, endpoints fe80::…, pings both ways ({:.1} s)",
+        took.as_secs_f64()
     ));
     for n in nodes.iter_mut() {
         n.stop();
