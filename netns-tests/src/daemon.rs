@@ -376,6 +376,17 @@ impl Node {
 
     /// A metric's value from the node's /metrics endpoint.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metric_line(name, |rest| rest.starts_with([' ', '{']))
+    }
+
+    /// The value of `name{labels}` (e.g. `reason="decrypt"`), 0 when the series is absent.
+    pub fn metric_with(&self, name: &str, labels: &str) -> f64 {
+        let series = format!("{{{labels}}} ");
+        self.metric_line(name, |rest| rest.starts_with(&series))
+            .unwrap_or(0.0)
+    }
+
+    fn metric_line(&self, name: &str, matches: impl Fn(&str) -> bool) -> Option<f64> {
         let out = sh(
             "ip",
             &[
@@ -391,7 +402,7 @@ impl Node {
             ],
         );
         out.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .find(|l| l.starts_with(name) && matches(&l[name.len()..]))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     }
@@ -435,4 +446,69 @@ impl Drop for Node {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A `/proc/<pid>/status` field in KiB (e.g. `VmRSS:`), 0 when unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The mesh's derived control port, from `wgmesh secret inspect --json`.
+pub fn control_port(secret: &Path) -> u16 {
+    let out = sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["control_port"].as_u64().unwrap_or(0) as u16
+}
+
+/// Every ordered pair pings over mesh IPv4 and IPv6 within `limit`.
+pub fn all_pairs_ping(nodes: &[&Node], limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    for a in nodes {
+        for b in nodes {
+            if a.name == b.name {
+                continue;
+            }
+            let (v4, v6) = b.mesh_ips();
+            for ip in [&v4, &v6] {
+                let left = limit.saturating_sub(t0.elapsed());
+                let t_pair = Instant::now();
+                let ok = a.wait_ping(ip, left).is_some();
+                if t_pair.elapsed() > Duration::from_millis(900) {
+                    println!(
+                        "    (slow pair: {} -> {} at {ip}: {:.1} s)",
+                        a.name,
+                        b.name,
+                        t_pair.elapsed().as_secs_f64()
+                    );
+                }
+                if !ok {
+                    panic!(
+                        "{} cannot ping {} at {ip} within {limit:?}\n--- {} log:\n{}\n--- {} log:\n{}",
+                        a.name,
+                        b.name,
+                        a.name,
+                        a.log_tail(25),
+                        b.name,
+                        b.log_tail(25)
+                    );
+                }
+            }
+        }
+    }
+    t0.elapsed()
 }

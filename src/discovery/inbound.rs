@@ -16,7 +16,7 @@ use crate::mesh::{
 };
 use crate::proto::exchange::{Digest, Hello, Probe, Records, Reply};
 use crate::proto::messages::{Message, MessageError, SignedGoodbye};
-use crate::proto::{NodeRecord, RecordVerifier, SignedRecord};
+use crate::proto::{NodeRecord, RecordError, RecordVerifier, SignedRecord};
 
 use super::canonical;
 use super::control_socket::ControlSocket;
@@ -70,9 +70,19 @@ pub(crate) async fn handle_datagram(
     }
 }
 
-/// Verifies a record; counts and logs a refusal.
+/// Verifies a record and refuses one older than the record held for its node (a replay or a
+/// late copy); counts and logs a refusal.
 fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
-    match RecordVerifier::new(&inner.keys).verify(signed, None) {
+    let verified = RecordVerifier::new(&inner.keys)
+        .verify(signed, None)
+        .and_then(|r| match inner.store.held_sequence(&r.wireguard_public) {
+            Some(held) if r.sequence < held => Err(RecordError::Stale {
+                got: r.sequence,
+                held,
+            }),
+            _ => Ok(r),
+        });
+    match verified {
         Ok(r) => Some(r),
         Err(e) => {
             debug!(from = %from, reason = e.reason(), error = %e, "record refused");

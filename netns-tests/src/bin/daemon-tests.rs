@@ -10,65 +10,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{LanSite, Node, new_secret_file, wgmesh_bin};
+use wgmesh_netns_tests::daemon::{LanSite, Node, all_pairs_ping, control_port, new_secret_file};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
 fn pass(msg: &str) {
     println!("  PASS {msg}");
-}
-
-fn control_port(secret: &Path) -> u16 {
-    let out = sh(
-        wgmesh_bin().to_str().unwrap_or("wgmesh"),
-        &[
-            "secret",
-            "inspect",
-            "--json",
-            "--secret-file",
-            secret.to_str().unwrap_or_default(),
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap_or_default();
-    v["control_port"].as_u64().unwrap_or(0) as u16
-}
-
-/// Every ordered pair pings over mesh IPv4 and IPv6 within `limit`.
-fn all_pairs_ping(nodes: &[&Node], limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    for a in nodes {
-        for b in nodes {
-            if a.name == b.name {
-                continue;
-            }
-            let (v4, v6) = b.mesh_ips();
-            for ip in [&v4, &v6] {
-                let left = limit.saturating_sub(t0.elapsed());
-                let t_pair = Instant::now();
-                let ok = a.wait_ping(ip, left).is_some();
-                if t_pair.elapsed() > Duration::from_millis(900) {
-                    println!(
-                        "    (slow pair: {} -> {} at {ip}: {:.1} s)",
-                        a.name,
-                        b.name,
-                        t_pair.elapsed().as_secs_f64()
-                    );
-                }
-                if !ok {
-                    panic!(
-                        "{} cannot ping {} at {ip} within {limit:?}\n--- {} log:\n{}\n--- {} log:\n{}",
-                        a.name,
-                        b.name,
-                        a.name,
-                        a.log_tail(25),
-                        b.name,
-                        b.log_tail(25)
-                    );
-                }
-            }
-        }
-    }
-    t0.elapsed()
 }
 
 /// `wg show dump` (independent reader) and `wgmesh show --json` agree on keys, endpoints and

@@ -1,5 +1,6 @@
 //! What LAN discovery does with one received datagram: open it (only announces are accepted),
-//! verify the record, ignore this node's own, and hand it to the store with method `lan` and
+//! verify the record, ignore this node's own, refuse one older than held (a replay, counted
+//! `stale`), and hand it to the store with method `lan` and
 //! the endpoint the packet vouches for (see [`lan_endpoint`]). Every drop is counted by reason.
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,9 @@ use crate::discovery::control_socket::{EVENTS_METRIC, REJECTED_METRIC, unix_now}
 use crate::mesh::{DiscoveryMethod, PeerEntry, PeerUpdate, UpdateOutcome};
 use crate::proto::messages::Message;
 use crate::proto::{MeshKeys, NodeRecord, RecordVerifier};
+
+/// Reason label of an announce older than the record held (a replay).
+pub const STALE_REASON: &str = "stale";
 
 /// The endpoint a LAN announce from `src` vouches for: the packet's source with the record's
 /// WireGuard port (the source always wins over what the record claims). One exception keeps
@@ -65,6 +69,13 @@ pub fn receive(
         return false;
     }
     let held = deps.store.get(&record.wireguard_public);
+    // A LAN announce is always its sender's current record: an older one is a replay.
+    if held
+        .as_ref()
+        .is_some_and(|h| record.sequence < h.record.sequence)
+    {
+        return reject(STALE_REASON);
+    }
     let endpoint = lan_endpoint(src, &record, held.as_ref());
     let mut update = PeerUpdate::new(record, DiscoveryMethod::Lan).with_signed(signed);
     if let Some(e) = endpoint {
