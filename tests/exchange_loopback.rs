@@ -156,6 +156,7 @@ async fn node_with(
             metrics: metrics.clone(),
             local_record: record_rx,
             probe_replies,
+            relay_notices: None,
         },
     )
     .await

@@ -274,6 +274,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             metrics: metrics.clone(),
             local_record: record_rx,
             probe_replies: Some(probe_tx),
+            relay_notices: None,
         },
     )
     .await?;

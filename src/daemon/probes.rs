@@ -49,6 +49,7 @@ impl Prober {
             let need = ProbeNeed {
                 last_handshake: last_handshake.get(&key).copied().flatten(),
                 relayed: health.relayed.contains_key(&key),
+                suspect: false,
                 first_seen: p.first_seen,
             };
             any_needed |= needs_probing(&need, now);

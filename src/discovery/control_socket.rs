@@ -86,6 +86,8 @@ pub struct ControlSocketDeps {
     pub local_record: watch::Receiver<SignedRecord>,
     /// Where probe replies go (the daemon's health prober); `None` drops them.
     pub probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
+    /// Where relay notices from this node's peers' relays go; `None` drops them.
+    pub relay_notices: Option<super::relay_notice::RelayNoticeSender>,
 }
 
 /// A probe reply received on the control socket.
@@ -123,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) local_record: watch::Receiver<SignedRecord>,
     pub(crate) probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
+    pub(crate) relay_notices: Option<super::relay_notice::RelayNoticeSender>,
     pub(crate) exchange: Mutex<Exchange>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
@@ -272,6 +275,7 @@ impl ControlSocket {
                 metrics: deps.metrics,
                 local_record: deps.local_record,
                 probe_replies: deps.probe_replies,
+                relay_notices: deps.relay_notices,
                 shutdown,
                 observed,
             }),
@@ -304,6 +308,15 @@ impl ControlSocket {
     /// Sends a probe (health prober; over the tunnel to a peer's mesh address and control port).
     pub async fn send_probe(&self, to: SocketAddr, id: u64) -> Result<(), ControlSocketError> {
         self.inner.send(to, &Message::Probe(Probe { id })).await
+    }
+
+    /// Sends a relay notice (over the tunnel, to a relay's or peer's mesh address).
+    pub async fn send_relay_notice(
+        &self,
+        to: SocketAddr,
+        notice: crate::proto::relay::RelayNotice,
+    ) -> Result<(), ControlSocketError> {
+        self.inner.send(to, &Message::RelayNotice(notice)).await
     }
 
     /// Sends a goodbye (signed by the daemon) to each address; returns how many were sent.

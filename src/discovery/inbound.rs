@@ -67,6 +67,9 @@ pub(crate) async fn handle_datagram(
         }
         Message::ProbeReply(probe) => on_probe_reply(inner, src, probe, now),
         Message::Announce { record } => on_announce(inner, src, record, now),
+        Message::RelayNotice(notice) => {
+            super::relay_notice::on_relay_notice(inner, src, notice, now).await;
+        }
     }
 }
 

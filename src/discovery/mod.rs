@@ -22,6 +22,7 @@ pub mod expiring;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
+pub mod relay_notice;
 
 #[cfg(test)]
 pub(crate) mod testrng;

@@ -1,6 +1,6 @@
 //! Control message payloads defined so far (docs/PROTOCOL.md, "Messages"): announce (a signed
 //! record), goodbye (a signed leave notice), the peer exchange (hello, reply, records; payloads
-//! in `exchange`) and the health probe. Each payload is a CBOR map with integer keys; decoding
+//! in `exchange`), the health probe and the relay notice (payload in `relay`). Each payload is a CBOR map with integer keys; decoding
 //! is bounded by the envelope's payload limit. Rendezvous, stem and gossip digests are added
 //! here as their issues define them.
 
@@ -12,6 +12,7 @@ use super::envelope::{self, EnvelopeError, MAX_PAYLOAD_BYTES, MessageType};
 use super::exchange::{Hello, Probe, Records, Reply};
 use super::keys::{BindingError, check_binding, verify_signature};
 use super::record::{RecordError, SignedRecord, signing_message};
+use super::relay::RelayNotice;
 
 /// Domain separation prefix of goodbye signatures.
 pub const GOODBYE_DOMAIN: &[u8] = b"wgmesh/v2 goodbye";
@@ -141,6 +142,8 @@ pub enum Message {
     Probe(Probe),
     /// Health probe answer.
     ProbeReply(Probe),
+    /// Relay agreement (`relay`).
+    RelayNotice(RelayNotice),
 }
 
 impl Message {
@@ -154,6 +157,7 @@ impl Message {
             Self::Records(_) => MessageType::Records,
             Self::Probe(_) => MessageType::Probe,
             Self::ProbeReply(_) => MessageType::ProbeReply,
+            Self::RelayNotice(_) => MessageType::RelayNotice,
         }
     }
 
@@ -172,6 +176,7 @@ impl Message {
             Self::Reply(r) => r.encode(),
             Self::Records(r) => r.encode(),
             Self::Probe(p) | Self::ProbeReply(p) => p.encode(),
+            Self::RelayNotice(n) => n.encode(),
         }
     }
 
@@ -183,6 +188,9 @@ impl Message {
             MessageType::Records => return Ok(Self::Records(Records::decode(payload)?)),
             MessageType::Probe => return Ok(Self::Probe(Probe::decode(payload)?)),
             MessageType::ProbeReply => return Ok(Self::ProbeReply(Probe::decode(payload)?)),
+            MessageType::RelayNotice => {
+                return Ok(Self::RelayNotice(RelayNotice::decode(payload)?));
+            }
             _ => {}
         }
         let mut m = IntMap::decode(payload, MAX_PAYLOAD_BYTES)?;

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod keys;
 pub mod messages;
 pub mod record;
+pub mod relay;
 pub mod secret;
 
 pub use derive::MeshKeys;

@@ -1,5 +1,5 @@
-//! The probe monitor: which peers need probing (handshake older than 150 s, relayed, or never
-//! handshook and known for more than 45 s), at most one probe per second per peer, 8 failures
+//! The probe monitor: which peers need probing (handshake older than 150 s, relayed, a suspect
+//! path, or never handshook and known for more than 45 s), at most one probe per second per peer, 8 failures
 //! in a row make the peer unreachable (temporarily offline 30 s), and successful probes' RTTs
 //! feed the link quality.
 
@@ -24,6 +24,9 @@ pub const NEVER_HANDSHAKED_GRACE: Duration = Duration::from_secs(45);
 pub struct ProbeNeed {
     pub last_handshake: Option<Millis>,
     pub relayed: bool,
+    /// The last device sample saw this node send to the peer without hearing back
+    /// ([`super::SuspectTracker`]).
+    pub suspect: bool,
     /// When the store first held the peer.
     pub first_seen: Millis,
 }
@@ -31,6 +34,7 @@ pub struct ProbeNeed {
 /// Whether a peer in this situation is probed.
 pub fn needs_probing(need: &ProbeNeed, now: Millis) -> bool {
     need.relayed
+        || need.suspect
         || match need.last_handshake {
             Some(t) => now.since(t) > STALE_HANDSHAKE_AFTER,
             None => now.since(need.first_seen) > NEVER_HANDSHAKED_GRACE,
@@ -100,6 +104,11 @@ impl ProbeMonitor {
         }
     }
 
+    /// Probes to `key` that failed in a row since the last success.
+    pub fn failures_in_a_row(&self, key: &WgKey) -> u32 {
+        self.peers.get(key).map_or(0, |t| t.failures_in_a_row)
+    }
+
     /// Whether probes last judged `key` unreachable (cleared by a success).
     pub fn is_unreachable(&self, key: &WgKey) -> bool {
         self.peers.get(key).is_some_and(|t| t.unreachable)
@@ -131,8 +140,26 @@ mod tests {
         ProbeNeed {
             last_handshake: hs.map(Millis::from_secs),
             relayed,
+            suspect: false,
             first_seen: Millis::from_secs(first_seen),
         }
+    }
+
+    #[test]
+    fn a_suspect_path_is_probed_even_with_a_fresh_handshake() {
+        let now = Millis::from_secs(1000);
+        let mut n = need(Some(990), false, 0);
+        assert!(!needs_probing(&n, now));
+        n.suspect = true;
+        assert!(needs_probing(&n, now));
+        let mut m = ProbeMonitor::default();
+        assert!(m.due([9; 32], &n, now));
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 0);
+        m.failed([9; 32]);
+        m.failed([9; 32]);
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 2);
+        m.succeeded([9; 32], Duration::from_millis(3));
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 0);
     }
 
     #[test]
