@@ -11,6 +11,7 @@ pub mod notify;
 pub mod privileges;
 pub mod probes;
 pub mod reconcile;
+pub mod relaying;
 pub mod secret_source;
 pub mod show;
 pub mod start;

@@ -24,6 +24,7 @@ use crate::control::server::{ControlHandler, ControlServer, ResponseFuture};
 use crate::discovery::control_socket::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ProbeReplyEvent,
 };
+use crate::discovery::relay_notice::RelayNoticeEvent;
 use crate::identity::NodeIdentity;
 use crate::mesh::{
     AddressCheck, HandshakeAction, HandshakeMonitor, HandshakeSample, HealthView, LocalPlanConfig,
@@ -42,8 +43,11 @@ use crate::proto::{
 const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(100);
 /// Safety-net reconcile interval.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// WireGuard handshake/transfer sampling interval.
-const HEALTH_EVERY: Duration = Duration::from_secs(20);
+/// WireGuard device sampling interval (transfer growth, suspect paths, relay passes).
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Every how many samples the handshake monitor judges (20 s: the core's stale rules count
+/// judgements).
+const JUDGE_HANDSHAKES_EVERY: u32 = 4;
 /// Store cleanup interval.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 /// Periodic cache save.
@@ -263,6 +267,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
 
     // 4. Peer exchange on the control port (static peers greeted at start and every 30 s).
     let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeReplyEvent>(256);
+    let (notice_tx, mut notice_rx) = mpsc::channel::<RelayNoticeEvent>(64);
     let exchange = ControlSocket::bind(
         ControlSocketConfig {
             static_peers: config.static_peers.clone(),
@@ -274,7 +279,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             metrics: metrics.clone(),
             local_record: record_rx,
             probe_replies: Some(probe_tx),
-            relay_notices: None,
+            relay_notices: Some(notice_tx),
         },
     )
     .await?;
@@ -365,7 +370,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         std::process::exit(130);
     });
     let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
-    let mut health_tick = tokio::time::interval(HEALTH_EVERY);
+    let mut health_tick = tokio::time::interval(SAMPLE_EVERY);
     let mut cleanup_tick = tokio::time::interval(CLEANUP_EVERY);
     let mut cache_tick = tokio::time::interval(CACHE_EVERY);
     for t in [
@@ -381,6 +386,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut probe_tick = tokio::time::interval(PROBE_EVERY);
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
+    let mut relaying = super::relaying::Relaying::default();
+    let mut samples: u32 = 0;
+    let own_key = identity.wireguard_public();
     // The probe tick only runs while some peer needs probing (re-armed by health and
     // reconcile), so an idle mesh does not wake up every second.
     let mut probing = true;
@@ -405,6 +413,31 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     // Ready: the interface is up and the control socket listens.
     super::notify::ready(&format!("{iface} up, {} peers", store.len()));
     tracing::info!(interface = %iface, control_port = keys.control_port(), "wgmesh is running");
+
+    // One relay pass: the core decides, `relaying` sends its notices; a change reconciles.
+    macro_rules! relay_pass {
+        () => {{
+            let local = super::relaying::RelayLocal {
+                key: own_key,
+                nat: facts.nat_type,
+                networks: &local_plan.routes.local_networks,
+                force_relay: config.force_relay,
+            };
+            if relaying
+                .pass(
+                    &local,
+                    &store,
+                    &mut health,
+                    &prober,
+                    &exchange,
+                    now_millis(),
+                )
+                .await
+            {
+                reconcile_due = Some(tokio::time::Instant::now());
+            }
+        }};
+    }
 
     loop {
         let reconcile_at = reconcile_due.unwrap_or_else(far_future);
@@ -468,24 +501,38 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due.get_or_insert_with(tokio::time::Instant::now);
             }
             _ = health_tick.tick() => {
-                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics)).await {
+                let judge = samples % JUDGE_HANDSHAKES_EVERY == 0;
+                samples = samples.wrapping_add(1);
+                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut relaying, &mut health, &shared, &metrics)).await {
                     Some(h) => last_handshake = h,
                     None => break,
                 }
+                relay_pass!();
                 probing = true;
+            }
+            Some(ev) = notice_rx.recv() => {
+                if relaying.on_notice(&ev) {
+                    relay_pass!();
+                    probing = true;
+                }
             }
             _ = probe_tick.tick(), if probing && !store.is_empty() => {
                 let now = now_millis();
-                for key in prober.expire(now) {
+                let (unreachable, relay_threshold) = prober.expire(now);
+                for key in unreachable {
                     tracing::warn!(peer = %crate::mesh::short_key(&key), "8 probes in a row failed: peer offline for 30 s");
                     health.offline.mark(key, now);
                     reconcile_due.get_or_insert_with(tokio::time::Instant::now);
                 }
+                if relay_threshold {
+                    relay_pass!();
+                }
                 let peers = store.snapshot();
-                let (due, needed) = prober.due(&peers, &last_handshake, &health, now);
-                probing = needed;
-                for (_, to, id) in due {
-                    let _ = exchange.send_probe(to, id).await;
+                let suspects = relaying.suspects(&store);
+                let due = prober.due(&peers, &last_handshake, &suspects, &health, now);
+                probing = due.still_needed;
+                for p in due.probes {
+                    let _ = exchange.send_probe(p.to, p.id).await;
                 }
             }
             Some(ev) = probe_rx.recv() => {
@@ -724,7 +771,9 @@ fn save_cache_now(path: &std::path::Path, store: &PeerStore) {
 async fn check_handshakes<D, N, F>(
     reconciler: &mut Reconciler<D, N, F>,
     store: &PeerStore,
-    monitor: &mut HandshakeMonitor,
+    // `None`: sample only, no handshake judgement this time.
+    mut monitor: Option<&mut HandshakeMonitor>,
+    relaying: &mut super::relaying::Relaying,
     health: &mut HealthView,
     shared: &Shared,
     metrics: &Metrics,
@@ -741,6 +790,7 @@ where
             return BTreeMap::new();
         }
     };
+    relaying.observe_device(&state);
     let mut handshakes = BTreeMap::new();
     let now = now_millis();
     let mut handshake_ages = Vec::new();
@@ -762,7 +812,11 @@ where
             rx_bytes: p.rx_bytes,
             tx_bytes: p.tx_bytes,
         };
-        match monitor.observe(p.config.public_key, sample, now) {
+        let action = match monitor.as_deref_mut() {
+            Some(m) => m.observe(p.config.public_key, sample, now),
+            None => HandshakeAction::Healthy,
+        };
+        match action {
             HandshakeAction::Healthy => {}
             HandshakeAction::Reapply => {
                 tracing::info!(peer = %key_text, "handshake stale: applying the peer again");

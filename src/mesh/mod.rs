@@ -48,7 +48,7 @@ pub use diff::{Diff, PeerChanges, PeerOp, RouteOp, apply_diff, diff};
 pub use events::{PeerEvent, RemoveReason};
 pub use health::{
     HandshakeAction, HandshakeMonitor, HandshakeSample, LinkQuality, OfflineList, ProbeMonitor,
-    ProbeVerdict,
+    ProbeVerdict, SuspectTracker,
 };
 pub use nat::{AttemptOrder, attempt_order, direct_first, keepalive_between, keepalive_for};
 pub use peer::{PeerEntry, PeerUpdate};
