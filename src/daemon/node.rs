@@ -45,9 +45,11 @@ const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(100);
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// WireGuard device sampling interval (transfer growth, suspect paths, relay passes).
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// Every how many samples the handshake monitor judges (20 s: the core's stale rules count
-/// judgements).
-const JUDGE_HANDSHAKES_EVERY: u32 = 4;
+/// Sampling interval while traffic flows (a cut path is noticed within a second).
+const SAMPLE_EVERY_WITH_TRAFFIC: Duration = Duration::from_secs(1);
+/// How often the handshake monitor judges (the core's stale rules count judgements 20 s
+/// apart).
+const JUDGE_HANDSHAKES_EVERY: Duration = Duration::from_secs(20);
 /// Store cleanup interval.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 /// Periodic cache save.
@@ -387,7 +389,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
     let mut relaying = super::relaying::Relaying::default();
-    let mut samples: u32 = 0;
+    let mut last_judged: Option<tokio::time::Instant> = None;
     let own_key = identity.wireguard_public();
     // The probe tick only runs while some peer needs probing (re-armed by health and
     // reconcile), so an idle mesh does not wake up every second.
@@ -501,14 +503,22 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due.get_or_insert_with(tokio::time::Instant::now);
             }
             _ = health_tick.tick() => {
-                let judge = samples % JUDGE_HANDSHAKES_EVERY == 0;
-                samples = samples.wrapping_add(1);
+                let judge = last_judged.is_none_or(|t| t.elapsed() >= JUDGE_HANDSHAKES_EVERY);
+                if judge {
+                    last_judged = Some(tokio::time::Instant::now());
+                }
                 match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut relaying, &mut health, &shared, &metrics)).await {
                     Some(h) => last_handshake = h,
                     None => break,
                 }
                 relay_pass!();
                 probing = true;
+                if relaying.traffic_flowing() {
+                    health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
+                }
+                if relaying.take_new_suspects() {
+                    probe_tick.reset_immediately();
+                }
             }
             Some(ev) = notice_rx.recv() => {
                 if relaying.on_notice(&ev) {

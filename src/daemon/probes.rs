@@ -15,6 +15,9 @@ use crate::mesh::{HealthView, Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgK
 
 /// A probe not answered within this time counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Probes are judged on the 1 s probe tick; one sent a tick ago counts as timed out even when
+/// the tick comes this much early (timer jitter), so each failure costs one tick, not two.
+pub const EXPIRY_SLACK: Duration = Duration::from_millis(100);
 /// A relayed peer's direct path is probed this often.
 pub const DIRECT_PROBE_EVERY: Duration = Duration::from_secs(2);
 
@@ -142,7 +145,7 @@ impl Prober {
         let late: Vec<u64> = self
             .outstanding
             .iter()
-            .filter(|(_, o)| now.since(o.sent) >= PROBE_TIMEOUT)
+            .filter(|(_, o)| now.since(o.sent) + EXPIRY_SLACK >= PROBE_TIMEOUT)
             .map(|(id, _)| *id)
             .collect();
         let mut unreachable = Vec::new();
@@ -154,7 +157,9 @@ impl Prober {
             if o.direct {
                 continue;
             }
-            match self.monitor.failed(o.key) {
+            let verdict = self.monitor.failed(o.key);
+            tracing::debug!(peer = %crate::mesh::short_key(&o.key), ?verdict, "probe timed out");
+            match verdict {
                 ProbeVerdict::Unreachable => unreachable.push(o.key),
                 ProbeVerdict::Failing(n) => {
                     relay_threshold |= n == crate::mesh::relay::PROBE_FAILURES_TO_RELAY;

@@ -33,11 +33,12 @@ pub struct Relaying {
     previous: BTreeMap<WgKey, (u64, u64)>,
     grew: BTreeSet<WgKey>,
     handshakes: BTreeMap<WgKey, Option<Millis>>,
+    new_suspects: bool,
 }
 
 impl Relaying {
-    /// Takes one device sample; returns whether a peer just became suspect (probe it now).
-    pub fn observe_device(&mut self, state: &DeviceState) -> bool {
+    /// Takes one device sample.
+    pub fn observe_device(&mut self, state: &DeviceState) {
         let sample: Vec<(WgKey, u64, u64)> = state
             .peers
             .iter()
@@ -64,7 +65,22 @@ impl Relaying {
                 (p.config.public_key, at)
             })
             .collect();
-        !self.suspects.observe(sample).is_empty()
+        tracing::trace!(?sample, grew = self.grew.len(), "device sample");
+        let newly = self.suspects.observe(sample);
+        for k in &newly {
+            tracing::debug!(peer = %short_key(k), "sent to the peer without hearing back: probing it");
+        }
+        self.new_suspects |= !newly.is_empty();
+    }
+
+    /// Whether a peer became suspect since the last call (probe at once, not at the next tick).
+    pub fn take_new_suspects(&mut self) -> bool {
+        std::mem::take(&mut self.new_suspects)
+    }
+
+    /// Whether any peer's transfer grew between the last two samples (sample faster then).
+    pub fn traffic_flowing(&self) -> bool {
+        !self.grew.is_empty()
     }
 
     /// The peers the last device sample found sending without hearing back.

@@ -168,7 +168,8 @@ fn run(lab: &Lab) {
         .spawn()
         .unwrap_or_else(|e| panic!("ping: {e}"));
     lab.record_pid(ping.id());
-    std::thread::sleep(Duration::from_secs(3));
+    // Traffic flows for a while first (the daemon samples every second while it does).
+    std::thread::sleep(Duration::from_secs(7));
     let cut_at = unix_now();
     sh(
         "ip",

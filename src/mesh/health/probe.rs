@@ -14,6 +14,9 @@ use super::quality::LinkQuality;
 
 /// At most one probe per peer per this interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe due a little early still goes (the caller's 1 s timer fires with jitter, and a
+/// probe skipped for 1 ms would wait a whole extra second).
+pub const PROBE_INTERVAL_TOLERANCE: Duration = Duration::from_millis(100);
 /// Consecutive failures after which a peer is unreachable.
 pub const FAILURES_TO_UNREACHABLE: u32 = 8;
 /// A peer that never handshook is probed once known for longer than this.
@@ -74,7 +77,7 @@ impl ProbeMonitor {
         let track = self.peers.entry(key).or_default();
         if track
             .last_sent
-            .is_some_and(|t| now.since(t) < PROBE_INTERVAL)
+            .is_some_and(|t| now.since(t) + PROBE_INTERVAL_TOLERANCE < PROBE_INTERVAL)
         {
             return false;
         }
