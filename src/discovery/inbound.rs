@@ -67,11 +67,12 @@ pub(crate) async fn handle_datagram(
         }
         Message::ProbeReply(probe) => on_probe_reply(inner, src, probe, now),
         Message::Announce { record } => on_announce(inner, src, record, now),
+        Message::Stem(stem) => super::stem::on_stem(inner, src, stem, now).await,
     }
 }
 
 /// Verifies a record; counts and logs a refusal.
-fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
+pub(super) fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
     match RecordVerifier::new(&inner.keys).verify(signed, None) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -94,7 +95,7 @@ fn direct_endpoint(
 }
 
 /// Hands a verified record to the store; `true` when the store took it.
-fn learn(
+pub(super) fn learn(
     inner: &Inner,
     record: NodeRecord,
     signed: SignedRecord,
@@ -143,6 +144,7 @@ async fn on_hello(inner: &Inner, src: SocketAddr, hello: &Hello, sealed_len: usi
         inner.reject(REASON_OWN_RECORD);
         return;
     }
+    super::stem::note_digests(inner, &hello.digests);
     let proven = lock(&inner.exchange).proves_address(src, hello.cookie.as_ref(), now);
     let endpoint = direct_endpoint(inner, src, &record, proven);
     learn(
@@ -197,6 +199,7 @@ async fn on_reply(inner: &Arc<Inner>, src: SocketAddr, reply: &Reply, now: Milli
         return;
     }
     debug!(from = %src, peer = %short_key(&responder), observed = %reply.observed, "reply received");
+    super::stem::note_digests(inner, &reply.digests);
     let observed = canonical(reply.observed);
     inner
         .observed
@@ -275,6 +278,9 @@ fn on_records(inner: &Inner, src: SocketAddr, records: Records, now: Millis) {
             continue;
         };
         let key = Some(record.wireguard_public);
+        if key == own {
+            super::stem::note_own_record(inner, &record);
+        }
         if key == sender || key == own {
             continue;
         }
