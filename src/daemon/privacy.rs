@@ -115,13 +115,13 @@ async fn origin_task(direct: Direct, mut records: mpsc::UnboundedReceiver<(u64, 
             Ok(()) = seen.changed() => {
                 let sequence = *seen.borrow_and_update();
                 if let Some(record) = state.on_seen(sequence) {
-                    tracing::debug!(sequence, "new record fluffed by another node: showing it");
+                    tracing::info!(sequence, "new record fluffed by another node: showing it");
                     direct.publish(record);
                 }
             }
             _ = tokio::time::sleep(wait), if state.deadline().is_some() => {
                 if let Some(record) = state.expired(unix_now()) {
-                    tracing::debug!("stem embargo ended: showing the new record");
+                    tracing::info!("stem embargo ended: showing the new record");
                     direct.publish(record);
                 }
             }

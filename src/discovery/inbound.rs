@@ -57,6 +57,7 @@ pub(crate) async fn handle_datagram(
             return;
         }
     };
+    super::stem::note_tunnel(inner, src, now);
     match message {
         Message::Hello(hello) => on_hello(inner, src, &hello, datagram.len(), now).await,
         Message::Reply(reply) => on_reply(inner, src, &reply, now).await,

@@ -1,5 +1,7 @@
 //! Dandelion++ stems on the control socket (PROTOCOL.md §11), the I/O around the core's
 //! policy (`mesh::dandelion`). Every node relays stems, with or without `--privacy`:
+//! - every control datagram that opens and comes from a mesh address is noted as proof that
+//!   the tunnel to that address works; relays are picked among peers proven so lately;
 //! - a stem is accepted only from a mesh peer's mesh address (it came through the tunnel, so
 //!   WireGuard authenticated the sender); anything else is dropped and counted (`stem_source`);
 //! - its record is verified, then the core decides: forward to this epoch's relay (over the
@@ -11,6 +13,7 @@
 //! - it also notes when another node shows that it holds this node's own record (a digest in a
 //!   hello or reply, or the record in a records message): the origin's "fluffed" signal.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +22,9 @@ use rand_core::OsRng;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, trace};
 
-use crate::mesh::dandelion::{IncomingStem, RelayAction, StemRelay, StemRoutes, epoch_of};
+use crate::mesh::dandelion::{
+    IncomingStem, RelayAction, StemRelay, StemRoutes, TUNNEL_FRESH, epoch_of, relay_candidates,
+};
 use crate::mesh::{DiscoveryMethod, Millis, PeerEntry, WgKey, short_key};
 use crate::proto::exchange::Digest;
 use crate::proto::messages::{Message, Stem};
@@ -32,6 +37,9 @@ pub const REASON_STEM_SOURCE: &str = "stem_source";
 /// Metric: stems handled, by what was done (`forward`, `fluff`, `embargo_fluff`, ...).
 pub const STEMS_METRIC: &str = "wgmesh_stems_total";
 
+/// Most mesh addresses remembered as heard over the tunnel.
+const MAX_TUNNEL_SOURCES: usize = 4096;
+
 type Held = (NodeRecord, SignedRecord);
 
 /// The stem state of one control socket.
@@ -41,12 +49,15 @@ pub(crate) struct StemState {
     wake: Notify,
     /// The newest sequence of this node's own record that another node showed it holds.
     own_seen: watch::Sender<u64>,
+    /// When a control datagram last came from each mesh address (over the tunnel).
+    tunnel: Mutex<BTreeMap<IpAddr, Millis>>,
 }
 
 impl Default for StemState {
     fn default() -> Self {
         Self {
             relay: Mutex::new(StemRelay::default()),
+            tunnel: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             own_seen: watch::channel(0).0,
         }
@@ -67,16 +78,53 @@ fn tunnel_addr(entry: &PeerEntry) -> SocketAddr {
     SocketAddr::new(entry.record.mesh_ipv4.into(), entry.record.control_port)
 }
 
-/// This node's stem routes at `now` (relays among the active peers of this epoch).
+/// Notes that an authenticated control datagram came from `src` at `now`: from a mesh
+/// address, it came through the tunnel.
+pub(crate) fn note_tunnel(inner: &Inner, src: SocketAddr, now: Millis) {
+    let ip = src.ip();
+    let in_mesh = match ip {
+        IpAddr::V4(a) => inner.keys.ipv4_subnet().contains(&a),
+        IpAddr::V6(a) => inner.keys.ipv6_prefix().contains(&a),
+    };
+    if !in_mesh {
+        return;
+    }
+    let mut tunnel = lock(&inner.stem.tunnel);
+    tunnel.insert(ip, now);
+    if tunnel.len() > MAX_TUNNEL_SOURCES {
+        tunnel.retain(|_, t| now.since(*t) < TUNNEL_FRESH);
+        if tunnel.len() > MAX_TUNNEL_SOURCES
+            && let Some(oldest) = tunnel.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a)
+        {
+            tunnel.remove(&oldest);
+        }
+    }
+}
+
+/// This node's stem routes at `now`: relays among the active peers heard over the tunnel
+/// lately, for this epoch.
 pub(crate) fn routes(inner: &Inner, now: Millis) -> Option<StemRoutes> {
     let own = inner.own_key()?;
     let seed = inner.keys.dandelion_epoch_seed(epoch_of(now));
-    let active = inner
-        .store
-        .active(now)
-        .into_iter()
-        .map(|e| e.record.wireguard_public);
-    Some(StemRoutes::new(seed, own, active))
+    let peers: Vec<_> = {
+        let tunnel = lock(&inner.stem.tunnel);
+        inner
+            .store
+            .active(now)
+            .into_iter()
+            .map(|e| {
+                let heard = [
+                    IpAddr::V4(e.record.mesh_ipv4),
+                    IpAddr::V6(e.record.mesh_ipv6),
+                ]
+                .iter()
+                .filter_map(|a| tunnel.get(a).copied())
+                .max();
+                (e.record.wireguard_public, heard)
+            })
+            .collect()
+    };
+    Some(StemRoutes::new(seed, own, relay_candidates(peers, now)))
 }
 
 fn count(inner: &Inner, action: &str) {

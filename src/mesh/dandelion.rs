@@ -4,7 +4,9 @@
 //! normal exchange and gossip, so the node that first spreads it is usually not its origin.
 //! - Epochs of 10 minutes ([`epoch_of`]). Each epoch every member derives the same seed from
 //!   the mesh secret (`MeshKeys::dandelion_epoch_seed`); from it each node picks up to
-//!   [`MAX_RELAYS`] stem relays among its active peers ([`StemRoutes`]), and routes its own
+//!   [`MAX_RELAYS`] stem relays among its active peers that proved a working tunnel lately
+//!   ([`relay_candidates`]: a relay that is down would swallow the stem until the embargo
+//!   ends) ([`StemRoutes`]), and routes its own
 //!   records always to one of them and each predecessor's stems always to one of them
 //!   (per-epoch deterministic routing, as in the paper).
 //! - Each hop forwards with probability 0.9 or fluffs with 0.1 ([`decide`]); the node receiving
@@ -44,6 +46,23 @@ pub const RELAY_EMBARGO_SPREAD: Duration = Duration::from_secs(3);
 pub const ORIGIN_EMBARGO: Duration = Duration::from_secs(8);
 /// Most records a relay holds under embargo (bounded state; over it, stems fluff at once).
 pub const MAX_EMBARGOES: usize = 64;
+
+/// A peer is a relay candidate only if a control datagram arrived from its mesh address (over
+/// the tunnel) within this long.
+pub const TUNNEL_FRESH: Duration = Duration::from_secs(300);
+
+/// The peers that may be stem relays at `now`: of `(peer, when a datagram last came from it
+/// over the tunnel)`, those heard within [`TUNNEL_FRESH`].
+pub fn relay_candidates(
+    peers: impl IntoIterator<Item = (WgKey, Option<Millis>)>,
+    now: Millis,
+) -> Vec<WgKey> {
+    peers
+        .into_iter()
+        .filter(|(_, heard)| heard.is_some_and(|t| now.since(t) < TUNNEL_FRESH))
+        .map(|(k, _)| k)
+        .collect()
+}
 
 /// The stem epoch of `now` (unix milliseconds).
 pub fn epoch_of(now: Millis) -> u64 {

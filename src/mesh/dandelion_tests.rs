@@ -53,6 +53,18 @@ fn epochs_are_ten_minutes() {
 }
 
 #[test]
+fn only_peers_heard_over_the_tunnel_lately_are_relay_candidates() {
+    let now = Millis::from_secs(10_000);
+    let peers = [
+        (k(1), Some(now)),
+        (k(2), Some(Millis::from_secs(10_000 - 299))),
+        (k(3), Some(Millis::from_secs(10_000 - 300))),
+        (k(4), None),
+    ];
+    assert_eq!(relay_candidates(peers, now), vec![k(1), k(2)]);
+}
+
+#[test]
 fn relays_are_deterministic_at_most_two_and_never_self() {
     let mut forward = peers(6);
     let a = StemRoutes::new([1; 32], k(3), forward.clone());
