@@ -8,6 +8,7 @@ pub mod device_fallback;
 pub mod local;
 pub mod node;
 pub mod notify;
+pub mod privacy;
 pub mod privileges;
 pub mod probes;
 pub mod reconcile;

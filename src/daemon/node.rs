@@ -305,6 +305,13 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         }))
     };
 
+    let publisher = super::privacy::RecordPublisher::start(
+        record_tx,
+        config.privacy,
+        store.clone(),
+        exchange.clone(),
+    );
+
     // 5. Plan configuration.
     let local_nets = local_networks(&host_addresses, v4.trunc(), v6.trunc());
     let mut local_plan = LocalPlanConfig::new(
@@ -449,7 +456,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = sighup.recv() => {
                 super::notify::reloading();
                 reload(&mut config, &args, log_level_flag.as_deref(), &set_log_level, &mut facts, &mut local_plan);
-                republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
+                republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                 reconcile_due = Some(tokio::time::Instant::now());
                 super::notify::ready("reloaded");
             }
@@ -471,7 +478,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     facts.endpoints = candidates;
                     local_plan.routes.local_networks = local_networks(&addresses, v4.trunc(), v6.trunc());
                     let _ = lan_addresses_tx.send(lan_ipv4(&addresses));
-                    republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
+                    republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                     reconcile_due = Some(tokio::time::Instant::now());
                 }
             }
@@ -696,27 +703,19 @@ fn lan_ipv4(addrs: &[IpNet]) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Re-signs this node's record after a change, publishes it (LAN discovery announces it) and
-/// sends it at once to every active peer over the tunnel (a hello carries the record).
+/// Re-signs this node's record after a change and publishes it (shown to LAN discovery and
+/// the exchange, pushed to every active peer; with `--privacy` after a Dandelion++ stem).
 fn republish(
     identity: &NodeIdentity,
     keys: &MeshKeys,
     facts: &LocalFacts,
     local_sequence: &mut u64,
-    record_tx: &watch::Sender<SignedRecord>,
-    store: &PeerStore,
-    exchange: &ControlSocket,
+    publisher: &super::privacy::RecordPublisher,
 ) {
     match sign_local_record(identity, keys, facts, Some(*local_sequence), now_millis()) {
         Ok((record, signed)) => {
             *local_sequence = record.sequence;
-            let _ = record_tx.send(signed);
-            for p in store.active(now_millis()) {
-                exchange.send_hello_to(SocketAddr::new(
-                    p.record.mesh_ipv4.into(),
-                    p.record.control_port,
-                ));
-            }
+            publisher.publish(record.sequence, signed);
         }
         Err(e) => tracing::error!("this node's new record cannot be signed: {e}"),
     }

@@ -113,6 +113,8 @@ pub enum ControlSocketError {
     Family { to: SocketAddr },
     #[error("cannot seal the message: {0}")]
     Seal(#[from] MessageError),
+    #[error("peer {peer} is not an active mesh peer")]
+    NotAPeer { peer: String },
 }
 
 /// The shared state of the socket and its tasks.
@@ -132,6 +134,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: watch::Sender<bool>,
     /// The address the latest verified reply says this node's hello came from.
     pub(crate) observed: watch::Sender<Option<SocketAddr>>,
+    /// Dandelion++ stems relayed through this node (`stem`).
+    pub(crate) stem: super::stem::StemState,
 }
 
 /// Locks a mutex; a panic elsewhere cannot leave these maps half-updated in a way that
@@ -278,6 +282,7 @@ impl ControlSocket {
                 relay_notices: deps.relay_notices,
                 shutdown,
                 observed,
+                stem: Default::default(),
             }),
         })
     }
@@ -299,9 +304,13 @@ impl ControlSocket {
             self.clone(),
             self.inner.shutdown.subscribe(),
         ));
+        let embargoes = tokio::spawn(super::stem::embargo_loop(
+            self.inner.clone(),
+            self.inner.shutdown.subscribe(),
+        ));
         ControlTasks {
             socket: self.clone(),
-            handles: vec![receive, contact],
+            handles: vec![receive, contact, embargoes],
         }
     }
 

@@ -57,6 +57,7 @@ pub(crate) async fn handle_datagram(
             return;
         }
     };
+    super::stem::note_tunnel(inner, src, now);
     match message {
         Message::Hello(hello) => on_hello(inner, src, &hello, datagram.len(), now).await,
         Message::Reply(reply) => on_reply(inner, src, &reply, now).await,
@@ -70,12 +71,13 @@ pub(crate) async fn handle_datagram(
         Message::RelayNotice(notice) => {
             super::relay_notice::on_relay_notice(inner, src, notice, now).await;
         }
+        Message::Stem(stem) => super::stem::on_stem(inner, src, stem, now).await,
     }
 }
 
 /// Verifies a record and refuses one older than the record held for its node (a replay or a
 /// late copy); counts and logs a refusal.
-fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
+pub(super) fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
     let verified = RecordVerifier::new(&inner.keys)
         .verify(signed, None)
         .and_then(|r| match inner.store.held_sequence(&r.wireguard_public) {
@@ -107,7 +109,7 @@ fn direct_endpoint(
 }
 
 /// Hands a verified record to the store; `true` when the store took it.
-fn learn(
+pub(super) fn learn(
     inner: &Inner,
     record: NodeRecord,
     signed: SignedRecord,
@@ -156,6 +158,7 @@ async fn on_hello(inner: &Inner, src: SocketAddr, hello: &Hello, sealed_len: usi
         inner.reject(REASON_OWN_RECORD);
         return;
     }
+    super::stem::note_digests(inner, &hello.digests);
     let proven = lock(&inner.exchange).proves_address(src, hello.cookie.as_ref(), now);
     let endpoint = direct_endpoint(inner, src, &record, proven);
     learn(
@@ -210,6 +213,7 @@ async fn on_reply(inner: &Arc<Inner>, src: SocketAddr, reply: &Reply, now: Milli
         return;
     }
     debug!(from = %src, peer = %short_key(&responder), observed = %reply.observed, "reply received");
+    super::stem::note_digests(inner, &reply.digests);
     let observed = canonical(reply.observed);
     inner
         .observed
@@ -288,6 +292,9 @@ fn on_records(inner: &Inner, src: SocketAddr, records: Records, now: Millis) {
             continue;
         };
         let key = Some(record.wireguard_public);
+        if key == own {
+            super::stem::note_own_record(inner, &record);
+        }
         if key == sender || key == own {
             continue;
         }

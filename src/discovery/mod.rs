@@ -7,7 +7,8 @@
 //!   anti-amplification budget (pure, sans-IO), with [`digests`] and [`cookie`] helpers, and
 //!   [`endpoint`] (which source address a direct message may set as a peer's endpoint);
 //! - [`control_socket`]: the UDP control socket that drives them (tokio), with `inbound`
-//!   (what each received message does) and `contact` (hello sessions, static peers).
+//!   (what each received message does) and `contact` (hello sessions, static peers);
+//! - [`stem`]: Dandelion++ stems received on the control socket (relay, embargo, fluff).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ mod inbound;
 pub mod lan;
 pub mod ratelimit;
 pub mod relay_notice;
+pub mod stem;
 
 #[cfg(test)]
 pub(crate) mod testrng;

@@ -1,4 +1,4 @@
-//! Relay notices on the control socket (PROTOCOL.md §11). They are honoured only from mesh
+//! Relay notices on the control socket (PROTOCOL.md §12). They are honoured only from mesh
 //! addresses of held peers (they came through the tunnel, so WireGuard authenticated the
 //! sender):
 //! - `to_relay` ("I reach `peer` through you"): this node, an introducer, passes it on to

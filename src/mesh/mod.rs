@@ -20,11 +20,14 @@
 //!   [`HealthView`] the next plan reads;
 //! - every minute [`PeerStore::cleanup`]; on start [`PeerStore::restore`] from the cache, on
 //!   exit and periodically [`PeerStore::cache_entries`] to it;
+//! - with `--privacy`, [`dandelion`] decides where a fresh record travels before it spreads
+//!   (stem relays per epoch, forward or fluff, embargo timers);
 //! - [`local_address_verdict`] tells this node when it lost its mesh IPv4 and must re-derive
 //!   it with the next nonce.
 #![forbid(unsafe_code)]
 
 pub mod collision;
+pub mod dandelion;
 pub mod diff;
 pub mod events;
 pub mod handshake_order;

@@ -1,6 +1,7 @@
 //! Every value derived from the mesh secret (PROTOCOL.md §2): network id, control key,
 //! WireGuard PSK, subnets, LAN group, control port, address/DHT keys, registry id, and the
-//! per-node mesh addresses and per-hour DHT topics computed from them.
+//! per-node mesh addresses, per-hour DHT topics and per-epoch Dandelion++ seeds computed from
+//! them.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
@@ -18,6 +19,8 @@ pub const HKDF_SALT: &[u8] = b"wgmesh/v2";
 pub const LAN_PORT: u16 = 51830;
 /// Base of the derived control port.
 pub const CONTROL_PORT_BASE: u16 = 51821;
+/// HKDF label of the key behind the Dandelion++ epoch seeds (PROTOCOL.md §2).
+pub const DANDELION_KEY_LABEL: &str = "dandelion-key";
 /// Highest address nonce a node may use after losing collisions.
 pub const MAX_ADDRESS_NONCE: u8 = 15;
 
@@ -73,6 +76,7 @@ pub struct MeshKeys {
     wireguard_psk: [u8; 32],
     address_key: [u8; 32],
     dht_key: [u8; 32],
+    dandelion_key: [u8; 32],
     #[zeroize(skip)]
     ipv4_subnet: Ipv4Net,
     ipv6_prefix: [u8; 8],
@@ -105,6 +109,7 @@ impl MeshKeys {
             wireguard_psk: hkdf_expand(secret, "wireguard-psk"),
             address_key: hkdf_expand(secret, "address-key"),
             dht_key: hkdf_expand(secret, "dht-key"),
+            dandelion_key: hkdf_expand(secret, DANDELION_KEY_LABEL),
             ipv4_subnet: default_subnet,
             ipv6_prefix,
             lan_group: hkdf_expand(secret, "lan-group"),
@@ -219,6 +224,12 @@ impl MeshKeys {
         out
     }
 
+    /// The Dandelion++ seed of stem epoch `epoch` (`floor(unix_ms / 600 000)`): every member
+    /// derives the same seed, from which each node picks its stem relays (`mesh::dandelion`).
+    pub fn dandelion_epoch_seed(&self, epoch: u64) -> [u8; 32] {
+        hmac_sha256(&self.dandelion_key, &[&epoch.to_be_bytes()])
+    }
+
     /// The topics a node announces and looks up at `unix_seconds`: hours `t` and `t - 1`.
     pub fn dht_topics_at(&self, unix_seconds: u64) -> [(u64, [u8; 20]); 2] {
         let t = unix_seconds / 3600;
@@ -317,6 +328,15 @@ mod tests {
         assert_ne!(k.mesh_ipv4(&p, 0), k.mesh_ipv4(&p, 1));
         assert_eq!(k.mesh_ipv6(&p), k.mesh_ipv6(&p));
         assert!(k.ipv6_prefix().contains(&k.mesh_ipv6(&p)));
+    }
+
+    #[test]
+    fn dandelion_seeds_differ_per_epoch_and_per_mesh() {
+        let k = keys();
+        assert_eq!(k.dandelion_epoch_seed(5), k.dandelion_epoch_seed(5));
+        assert_ne!(k.dandelion_epoch_seed(5), k.dandelion_epoch_seed(6));
+        let other = MeshKeys::derive(&MeshSecret::from_bytes([8u8; 32]));
+        assert_ne!(k.dandelion_epoch_seed(5), other.dandelion_epoch_seed(5));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The relay notice (type 0x0c, PROTOCOL.md §11): how both sides of a pair come to use one
+//! The relay notice (type 0x0c, PROTOCOL.md §12): how both sides of a pair come to use one
 //! relay. A node that moves a peer behind relay R tells R (`to_relay`: "I reach this peer
 //! through you"); R tells the peer (`from_relay`: "this node reaches you through me"), so the
 //! peer routes the pair through a relay too at once instead of noticing seconds later. A

@@ -1,5 +1,7 @@
 //! Whole-daemon tests: real `wgmesh up` processes (userspace WireGuard) in namespaces on one
 //! bridged LAN, meeting only through `--peer` static endpoints (no DHT, no LAN discovery).
+//! Then LAN multicast discovery (6 nodes), roaming, and announce privacy (3 nodes with
+//! `--privacy`: a record change travels a Dandelion++ stem and is fluffed by another node).
 //! Serial steps, each asserting what issue "the daemon" asks to show; everything is torn down
 //! at the end, on failure and on Ctrl-C. Prints PASS lines and figures; exits non-zero on
 //! failure.
@@ -439,6 +441,7 @@ fn run(lab: &Lab) {
     for n in nodes.iter_mut() {
         n.stop();
     }
+    privacy(lab, &mut nodes[..3]);
     let _ = std::fs::remove_file(&secret);
     lan_over_ipv6_link_local(lab);
 }
@@ -484,4 +487,105 @@ fn lan_over_ipv6_link_local(lab: &Lab) {
         n.stop();
     }
     let _ = std::fs::remove_file(&secret);
+}
+
+/// How many times `needle` occurs in `node`'s log after byte `from`.
+fn log_count_since(node: &Node, from: usize, needle: &str) -> usize {
+    let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+    log.get(from..).unwrap_or_default().matches(needle).count()
+}
+
+fn log_len(node: &Node) -> usize {
+    std::fs::metadata(node.log_path()).map_or(0, |m| m.len() as usize)
+}
+
+/// Three nodes with `--privacy` (Dandelion++): the mesh forms, and n1's record change (a new
+/// advertised route, SIGHUP) reaches the others first from another node's fluff.
+fn privacy(lab: &Lab, nodes: &mut [Node]) {
+    println!("== announce privacy (--privacy): three nodes, a record change travels a stem");
+    let cfg = nodes[0].dir.join("privacy.toml");
+    std::fs::write(
+        &cfg,
+        "privacy = true\nadvertise-routes = [\"192.168.210.0/24\"]\n",
+    )
+    .unwrap_or_default();
+    let t0 = Instant::now();
+    nodes[0].start(lab, &["--config".into(), cfg.display().to_string()]);
+    for n in nodes[1..].iter_mut() {
+        n.start(lab, &["--privacy".into()]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    let took = all_pairs_ping(&all, Duration::from_secs(30));
+    pass(&format!(
+        "3 nodes with --privacy: every pair pings ({:.1} s after the first start)",
+        t0.elapsed().as_secs_f64().max(took.as_secs_f64())
+    ));
+    for n in &nodes[1..] {
+        wait_for(Duration::from_secs(10), "the first route to arrive", || {
+            routes_on(n).iter().any(|r| r == "192.168.210.0/24")
+        });
+    }
+    let marks: Vec<usize> = nodes.iter().map(log_len).collect();
+    std::fs::write(
+        &cfg,
+        "privacy = true\nadvertise-routes = [\"192.168.211.0/24\"]\n",
+    )
+    .unwrap_or_default();
+    let t_hup = Instant::now();
+    nodes[0].signal("HUP");
+    let mut arrived = Vec::new();
+    for n in &nodes[1..] {
+        wait_for(Duration::from_secs(10), "n1's new record to arrive", || {
+            routes_on(n).iter().any(|r| r == "192.168.211.0/24")
+        });
+        arrived.push(format!("{} {:.1} s", n.name, t_hup.elapsed().as_secs_f64()));
+    }
+    let took = t_hup.elapsed();
+    let actions: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let m = |a: &str| {
+                n.metric(&format!("wgmesh_stems_total{{action=\"{a}\"}}"))
+                    .unwrap_or(0.0)
+            };
+            format!(
+                "{}: forward {} fluff {} embargo_fluff {}",
+                n.name,
+                m("forward"),
+                m("fluff"),
+                m("embargo_fluff")
+            )
+        })
+        .collect();
+    println!(
+        "    stems: {}; arrived: {}",
+        actions.join(", "),
+        arrived.join(", ")
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the stem should fluff at once, not at a relay's embargo (3-6 s): {took:?}\n--- n1 log:\n{}",
+        nodes[0].log_tail(30)
+    );
+    let fluffed_elsewhere = log_count_since(&nodes[0], marks[0], "fluffed by another node");
+    let embargo = log_count_since(&nodes[0], marks[0], "stem embargo ended");
+    let fluffers: Vec<&str> = nodes[1..]
+        .iter()
+        .zip(&marks[1..])
+        .filter(|(n, m)| log_count_since(n, **m, "stem fluffed here") > 0)
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+    assert!(
+        fluffed_elsewhere == 1 && embargo == 0 && !fluffers.is_empty(),
+        "n1's new record should be fluffed by n2 or n3 and seen back by n1 (seen back {fluffed_elsewhere}, embargo {embargo}, fluffed by {fluffers:?})\n--- n1 log:\n{}",
+        nodes[0].log_tail(30)
+    );
+    pass(&format!(
+        "n1's new record went down the stem, was fluffed by {} and installed on n2 and n3 {:.1} s after SIGHUP",
+        fluffers.join(" and "),
+        took.as_secs_f64()
+    ));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
 }

@@ -201,7 +201,10 @@ mod tests {
         let n = need(None, true, 0);
         assert!(m.due(k, &n, Millis(10_000)));
         assert!(!m.due(k, &n, Millis(10_500)));
-        assert!(!m.due(k, &n, Millis(10_899)), "more than the jitter tolerance early");
+        assert!(
+            !m.due(k, &n, Millis(10_899)),
+            "more than the jitter tolerance early"
+        );
         // Within the 100 ms tolerance a timer that fires early still probes.
         assert!(m.due(k, &n, Millis(10_900)));
         assert!(!m.due(k, &n, Millis(11_000)));
