@@ -157,6 +157,7 @@ async fn node_with(
             local_record: record_rx,
             probe_replies,
             relay_notices: None,
+            rendezvous: None,
         },
     )
     .await

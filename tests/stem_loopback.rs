@@ -107,6 +107,7 @@ async fn node(seed: u8) -> Node {
             local_record: record_rx,
             probe_replies: None,
             relay_notices: None,
+            rendezvous: None,
         },
     )
     .await

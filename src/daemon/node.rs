@@ -282,6 +282,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             local_record: record_rx,
             probe_replies: Some(probe_tx),
             relay_notices: Some(notice_tx),
+            rendezvous: None,
         },
     )
     .await?;

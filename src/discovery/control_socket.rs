@@ -88,6 +88,8 @@ pub struct ControlSocketDeps {
     pub probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
     /// Where relay notices from this node's peers' relays go; `None` drops them.
     pub relay_notices: Option<super::relay_notice::RelayNoticeSender>,
+    /// Where rendezvous offers and starts go; `None` drops them as not handled.
+    pub rendezvous: Option<super::rendezvous::RendezvousSender>,
 }
 
 /// A probe reply received on the control socket.
@@ -128,6 +130,7 @@ pub(crate) struct Inner {
     pub(crate) local_record: watch::Receiver<SignedRecord>,
     pub(crate) probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
     pub(crate) relay_notices: Option<super::relay_notice::RelayNoticeSender>,
+    pub(crate) rendezvous: Option<super::rendezvous::RendezvousSender>,
     pub(crate) exchange: Mutex<Exchange>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
@@ -280,6 +283,7 @@ impl ControlSocket {
                 local_record: deps.local_record,
                 probe_replies: deps.probe_replies,
                 relay_notices: deps.relay_notices,
+                rendezvous: deps.rendezvous,
                 shutdown,
                 observed,
                 stem: Default::default(),

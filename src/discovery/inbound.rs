@@ -24,6 +24,7 @@ use super::control_socket::{EVENTS_METRIC, Inner, ProbeReplyEvent, lock};
 use super::digests::{lacks_any, records_the_other_lacks};
 use super::endpoint::vouched_endpoint;
 use super::exchange::ReceivedHello;
+use super::rendezvous::RendezvousEvent;
 
 /// How long after a budget-cut answer this node checks whether a follow-up hello is needed.
 pub const FOLLOW_UP_AFTER: Duration = Duration::from_millis(200);
@@ -72,6 +73,20 @@ pub(crate) async fn handle_datagram(
             super::relay_notice::on_relay_notice(inner, src, notice, now).await;
         }
         Message::Stem(stem) => super::stem::on_stem(inner, src, stem, now).await,
+        Message::RendezvousOffer(offer) => {
+            super::rendezvous::on_rendezvous(inner, src, |from| RendezvousEvent::Offer {
+                from,
+                offer,
+                received_at: now,
+            });
+        }
+        Message::RendezvousStart(start) => {
+            super::rendezvous::on_rendezvous(inner, src, |from| RendezvousEvent::Start {
+                from,
+                start,
+                received_at: now,
+            });
+        }
     }
 }
 

@@ -24,6 +24,7 @@ mod inbound;
 pub mod lan;
 pub mod ratelimit;
 pub mod relay_notice;
+pub mod rendezvous;
 pub mod stem;
 
 #[cfg(test)]

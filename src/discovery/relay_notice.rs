@@ -34,17 +34,6 @@ pub struct RelayNoticeEvent {
 /// Where relay notice events go.
 pub type RelayNoticeSender = mpsc::Sender<RelayNoticeEvent>;
 
-/// The held peer whose mesh address is `src`'s IP.
-fn sender_of(inner: &Inner, src: SocketAddr) -> Option<WgKey> {
-    let ip = src.ip().to_canonical();
-    inner
-        .store
-        .snapshot()
-        .iter()
-        .find(|e| ip == e.record.mesh_ipv4 || ip == e.record.mesh_ipv6)
-        .map(|e| *e.key())
-}
-
 fn is_introducer(inner: &Inner) -> bool {
     NodeRecord::decode_body(&inner.local_record().body).is_ok_and(|r| r.introducer)
 }
@@ -56,7 +45,7 @@ pub(crate) async fn on_relay_notice(
     notice: RelayNotice,
     now: Millis,
 ) {
-    let Some(sender) = sender_of(inner, src) else {
+    let Some(sender) = super::rendezvous::peer_at_mesh_address(inner, src) else {
         debug!(from = %src, "relay notice from no held peer's mesh address dropped");
         inner.reject(REASON_RELAY_NOTICE_SOURCE);
         return;

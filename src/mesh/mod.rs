@@ -35,6 +35,7 @@ pub mod health;
 pub mod nat;
 pub mod peer;
 pub mod plan;
+pub mod punch;
 pub mod rank;
 pub mod relay;
 pub mod routes;

@@ -3,7 +3,8 @@
 //! in `exchange`), the health probe, the relay notice (payload in `relay`) and the Dandelion++
 //! stem (an announce relayed privately, `{1: signed record, 2: hop}`). Each payload is a CBOR
 //! map with integer keys; decoding is bounded by the envelope's payload limit. Rendezvous and
-//! gossip digests are added here as their issues define them.
+//! gossip digests are added here
+//! as their issues define them; rendezvous payloads are in `rendezvous`.
 
 use ciborium::Value;
 
@@ -14,6 +15,7 @@ use super::exchange::{Hello, Probe, Records, Reply};
 use super::keys::{BindingError, check_binding, verify_signature};
 use super::record::{RecordError, SignedRecord, signing_message};
 use super::relay::RelayNotice;
+use super::rendezvous::{RendezvousOffer, RendezvousStart};
 
 /// Domain separation prefix of goodbye signatures.
 pub const GOODBYE_DOMAIN: &[u8] = b"wgmesh/v2 goodbye";
@@ -179,6 +181,10 @@ pub enum Message {
     ProbeReply(Probe),
     /// Relay agreement (`relay`).
     RelayNotice(RelayNotice),
+    /// Rendezvous, node → introducer.
+    RendezvousOffer(RendezvousOffer),
+    /// Rendezvous, introducer → both ends.
+    RendezvousStart(RendezvousStart),
     /// Dandelion++ stem relay of a fresh record (over the tunnel).
     Stem(Stem),
 }
@@ -195,6 +201,8 @@ impl Message {
             Self::Probe(_) => MessageType::Probe,
             Self::ProbeReply(_) => MessageType::ProbeReply,
             Self::RelayNotice(_) => MessageType::RelayNotice,
+            Self::RendezvousOffer(_) => MessageType::RendezvousOffer,
+            Self::RendezvousStart(_) => MessageType::RendezvousStart,
             Self::Stem(_) => MessageType::Stem,
         }
     }
@@ -215,6 +223,8 @@ impl Message {
             Self::Records(r) => r.encode(),
             Self::Probe(p) | Self::ProbeReply(p) => p.encode(),
             Self::RelayNotice(n) => n.encode(),
+            Self::RendezvousOffer(o) => o.encode(),
+            Self::RendezvousStart(s) => s.encode(),
             Self::Stem(s) => s.encode(),
         }
     }
@@ -229,6 +239,12 @@ impl Message {
             MessageType::ProbeReply => return Ok(Self::ProbeReply(Probe::decode(payload)?)),
             MessageType::RelayNotice => {
                 return Ok(Self::RelayNotice(RelayNotice::decode(payload)?));
+            }
+            MessageType::RendezvousOffer => {
+                return Ok(Self::RendezvousOffer(RendezvousOffer::decode(payload)?));
+            }
+            MessageType::RendezvousStart => {
+                return Ok(Self::RendezvousStart(RendezvousStart::decode(payload)?));
             }
             MessageType::Stem => return Ok(Self::Stem(Stem::decode(payload)?)),
             _ => {}
