@@ -11,6 +11,7 @@ pub mod notify;
 pub mod privacy;
 pub mod privileges;
 pub mod probes;
+pub mod punching;
 pub mod reconcile;
 pub mod relaying;
 pub mod secret_source;

@@ -25,6 +25,7 @@ use crate::discovery::control_socket::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ProbeReplyEvent,
 };
 use crate::discovery::relay_notice::RelayNoticeEvent;
+use crate::discovery::rendezvous::RendezvousEvent;
 use crate::identity::NodeIdentity;
 use crate::mesh::{
     AddressCheck, HandshakeAction, HandshakeMonitor, HandshakeSample, HealthView, LocalPlanConfig,
@@ -35,6 +36,7 @@ use crate::platform::linux::{NftFirewall, RtnlNetwork, open_device};
 use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, NetEvent, Network, WireGuardDevice};
 use crate::proto::keys::base64_key;
 use crate::proto::messages::Goodbye;
+use crate::proto::messages::Message;
 use crate::proto::{
     EndpointCandidate, EndpointKind, MeshKeys, NatType, RecordVerifier, SignedRecord,
 };
@@ -270,6 +272,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     // 4. Peer exchange on the control port (static peers greeted at start and every 30 s).
     let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeReplyEvent>(256);
     let (notice_tx, mut notice_rx) = mpsc::channel::<RelayNoticeEvent>(64);
+    let (rendezvous_tx, mut rendezvous_rx) = mpsc::channel::<RendezvousEvent>(64);
     let exchange = ControlSocket::bind(
         ControlSocketConfig {
             static_peers: config.static_peers.clone(),
@@ -282,7 +285,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             local_record: record_rx,
             probe_replies: Some(probe_tx),
             relay_notices: Some(notice_tx),
-            rendezvous: None,
+            rendezvous: Some(rendezvous_tx),
         },
     )
     .await?;
@@ -397,6 +400,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
     let mut relaying = super::relaying::Relaying::default();
+    let mut punching = super::punching::Punching::default();
+    let mut punch_due: Option<tokio::time::Instant> = None;
     let mut last_judged: Option<tokio::time::Instant> = None;
     let own_key = identity.wireguard_public();
     // The probe tick only runs while some peer needs probing (re-armed by health and
@@ -433,12 +438,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 networks: &local_plan.routes.local_networks,
                 force_relay: config.force_relay,
             };
+            let sources = super::relaying::EvidenceSources {
+                prober: &prober,
+                punching: &punching,
+            };
             if relaying
                 .pass(
                     &local,
                     &store,
                     &mut health,
-                    &prober,
+                    &sources,
                     &exchange,
                     now_millis(),
                 )
@@ -515,11 +524,22 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 if judge {
                     last_judged = Some(tokio::time::Instant::now());
                 }
-                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut relaying, &mut health, &shared, &metrics)).await {
-                    Some(h) => last_handshake = h,
+                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut health, &shared, &metrics)).await {
+                    Some((h, state)) => {
+                        last_handshake = h;
+                        if let Some(state) = state {
+                            relaying.observe_device(&state);
+                            if punching.observe_device(&state, &store, now_millis()) {
+                                punch_due = Some(tokio::time::Instant::now());
+                            }
+                        }
+                    }
                     None => break,
                 }
                 relay_pass!();
+                for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
+                    let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
+                }
                 probing = true;
                 if relaying.traffic_flowing() {
                     health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
@@ -527,6 +547,25 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 if relaying.take_new_suspects() {
                     probe_tick.reset_immediately();
                 }
+            }
+            Some(ev) = rendezvous_rx.recv() => {
+                for (to, message) in punching.on_event(ev, local_plan.introducer, &store, now_millis()) {
+                    let _ = exchange.send_message(to, &message).await;
+                }
+                punch_due = Some(tokio::time::Instant::now());
+            }
+            _ = tokio::time::sleep_until(punch_due.unwrap_or_else(far_future)), if punch_due.is_some() => {
+                let now = now_millis();
+                let tick = punching.tick(now, &mut health.punching);
+                for key in &tick.recreate {
+                    reconciler.recreate_peer(key).await;
+                }
+                if tick.changed || !tick.recreate.is_empty() {
+                    reconcile_due = Some(tokio::time::Instant::now());
+                }
+                punch_due = punching.next_wake(now).map(|at| {
+                    tokio::time::Instant::now() + Duration::from_millis(at.0.saturating_sub(now.0))
+                });
             }
             Some(ev) = notice_rx.recv() => {
                 if relaying.on_notice(&ev) {
@@ -783,11 +822,13 @@ async fn check_handshakes<D, N, F>(
     store: &PeerStore,
     // `None`: sample only, no handshake judgement this time.
     mut monitor: Option<&mut HandshakeMonitor>,
-    relaying: &mut super::relaying::Relaying,
     health: &mut HealthView,
     shared: &Shared,
     metrics: &Metrics,
-) -> BTreeMap<WgKey, Option<Millis>>
+) -> (
+    BTreeMap<WgKey, Option<Millis>>,
+    Option<crate::platform::DeviceState>,
+)
 where
     D: WireGuardDevice,
     N: Network,
@@ -797,10 +838,9 @@ where
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the WireGuard device");
-            return BTreeMap::new();
+            return (BTreeMap::new(), None);
         }
     };
-    relaying.observe_device(&state);
     let mut handshakes = BTreeMap::new();
     let now = now_millis();
     let mut handshake_ages = Vec::new();
@@ -856,8 +896,8 @@ where
         store.dropped_events() as f64,
     );
     let mut view = shared.view.lock().unwrap_or_else(|p| p.into_inner());
-    view.device = Some(state);
-    handshakes
+    view.device = Some(state.clone());
+    (handshakes, Some(state))
 }
 
 fn per_peer(v: Vec<(&str, f64)>) -> Vec<(Vec<(&str, &str)>, f64)> {

@@ -323,6 +323,15 @@ impl ControlSocket {
         self.inner.send(to, &Message::Probe(Probe { id })).await
     }
 
+    /// Sends any control message to `to` (the daemon's rendezvous messages).
+    pub async fn send_message(
+        &self,
+        to: SocketAddr,
+        message: &Message,
+    ) -> Result<(), ControlSocketError> {
+        self.inner.send(to, message).await
+    }
+
     /// Sends a relay notice (over the tunnel, to a relay's or peer's mesh address).
     pub async fn send_relay_notice(
         &self,
