@@ -22,6 +22,7 @@ pub mod expiring;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
+pub mod stun;
 
 #[cfg(test)]
 pub(crate) mod testrng;
