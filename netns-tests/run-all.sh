@@ -55,3 +55,5 @@ bash netns-tests/platform-tests.sh
 step "daemon tests: real wgmesh processes in namespaces (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 cargo build --locked -q --workspace --bins
 target/debug/daemon-tests
+step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon behind a NAT (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+target/debug/nat-tests

@@ -9,5 +9,6 @@ pub mod checks;
 pub mod daemon;
 pub mod keys;
 pub mod lab;
+pub mod nat;
 pub mod nsexec;
 pub mod preflight;

@@ -114,6 +114,26 @@ fn peer_block(out: &mut String, p: &PeerReport, now_unix: u64) {
     }
 }
 
+/// "mapping endpoint-independent, port preserved, filtering …" (or "no STUN answer").
+fn nat_line(n: &super::report::NatReport) -> String {
+    if !n.udp {
+        return "no STUN server answered (UDP blocked?)".into();
+    }
+    let mut parts = vec![format!("mapping {}", n.mapping)];
+    match n.port_preserved {
+        Some(true) => parts.push("port preserved".into()),
+        Some(false) => parts.push("port not preserved".into()),
+        None => {}
+    }
+    if let Some(f) = &n.filtering {
+        parts.push(format!("filtering {f}"));
+    }
+    if let Some(v6) = &n.public_ipv6 {
+        parts.push(format!("public ipv6 {v6}"));
+    }
+    parts.join(", ")
+}
+
 /// Renders the report; `now_unix` makes "N seconds ago" testable.
 pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let i = &report.interface;
@@ -129,6 +149,17 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let _ = writeln!(out, "  nat type: {}", i.nat_type);
     if let Some(e) = &i.public_endpoint {
         let _ = writeln!(out, "  public endpoint: {e}");
+    }
+    if let Some(n) = &i.nat {
+        let _ = writeln!(out, "  nat check: {}", nat_line(n));
+    }
+    if !i.endpoint_candidates.is_empty() {
+        let list: Vec<String> = i
+            .endpoint_candidates
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.address))
+            .collect();
+        let _ = writeln!(out, "  endpoints: {}", list.join(", "));
     }
     let _ = writeln!(out, "  backend: {}", i.backend);
     let _ = writeln!(

@@ -3,6 +3,7 @@
 //! from, the configuration (flags, file, reload), capability dropping and systemd readiness.
 
 pub mod cache;
+pub mod candidates;
 pub mod config;
 pub mod device_fallback;
 pub mod local;
@@ -14,3 +15,4 @@ pub mod reconcile;
 pub mod secret_source;
 pub mod show;
 pub mod start;
+pub mod stun_task;

@@ -70,6 +70,25 @@ pub struct CheckReport {
     pub verdict_v4: NatVerdict,
     #[serde(skip)]
     pub verdict_v6: NatVerdict,
+    #[serde(skip)]
+    observations_v4: Vec<MappingObservation>,
+    #[serde(skip)]
+    local_ips: Vec<IpAddr>,
+}
+
+impl CheckReport {
+    /// The report with the IPv4 verdict re-classified for `filtering` (the RFC 5780 test's
+    /// result, or a previous one).
+    pub fn with_filtering(mut self, filtering: Option<Filtering>) -> Self {
+        self.verdict_v4 = classify_nat(
+            self.local.port(),
+            &self.local_ips,
+            &self.observations_v4,
+            filtering,
+        );
+        self.ipv4 = FamilyReport::of(&self.verdict_v4);
+        self
+    }
 }
 
 /// Inputs of a check.
@@ -79,8 +98,6 @@ pub struct CheckInputs<'a> {
     /// This host's addresses (to tell "no NAT"), and its global IPv6 addresses.
     pub local_ips: &'a [IpAddr],
     pub interface_ipv6: Vec<IpAddr>,
-    /// Run the RFC 5780 filtering tests (needs a fresh socket).
-    pub filtering: bool,
 }
 
 fn server_result(server: &str, address: SocketAddr, r: Option<&Exchanged>) -> ServerResult {
@@ -107,7 +124,8 @@ async fn ask(client: &StunClient, to: SocketAddr) -> Option<Exchanged> {
     }
 }
 
-/// Runs the check with `client` (the socket whose mapping is wanted).
+/// Runs the mapping part of the check with `client` (the socket whose mapping is wanted); the
+/// filtering test is [`filtering_test`], applied with [`CheckReport::with_filtering`].
 pub async fn run_check(client: &StunClient, inputs: CheckInputs<'_>) -> CheckReport {
     let answers = join_all(inputs.servers.iter().map(|(_, a)| ask(client, *a))).await;
     let servers: Vec<ServerResult> = inputs
@@ -153,13 +171,8 @@ pub async fn run_check(client: &StunClient, inputs: CheckInputs<'_>) -> CheckRep
             }
         }
     }
-    let filtering = if inputs.filtering {
-        filtering_test(&servers).await
-    } else {
-        None
-    };
     let port = client.local_addr().port();
-    let verdict_v4 = classify_nat(port, inputs.local_ips, &v4, filtering);
+    let verdict_v4 = classify_nat(port, inputs.local_ips, &v4, None);
     let verdict_v6 = classify_nat(port, inputs.local_ips, &v6, None);
     CheckReport {
         udp: verdict_v4.udp_reachable || verdict_v6.udp_reachable,
@@ -171,13 +184,15 @@ pub async fn run_check(client: &StunClient, inputs: CheckInputs<'_>) -> CheckRep
         alternate,
         verdict_v4,
         verdict_v6,
+        observations_v4: v4,
+        local_ips: inputs.local_ips.to_vec(),
     }
 }
 
 /// RFC 5780 §4.4 on a fresh socket: a plain request to open a mapping, then "change IP and
 /// port" (an answer means endpoint-independent filtering) and "change port" (an answer means
 /// address-dependent). `None` when no IPv4 server supports RFC 5780 or the socket failed.
-async fn filtering_test(servers: &[ServerResult]) -> Option<Filtering> {
+pub async fn filtering_test(servers: &[ServerResult]) -> Option<Filtering> {
     let s = servers
         .iter()
         .find(|s| s.address.is_ipv4() && s.other_address.is_some_and(|o| o.is_ipv4()))?;
