@@ -44,9 +44,10 @@ pub struct NatReport {
     pub filtering: Option<String>,
     /// The public IPv6 address STUN saw, if any.
     pub public_ipv6: Option<String>,
-    /// Checks run since start.
+    /// Complete checks (mapping and filtering test) since start.
     pub checks: u64,
-    /// Unix milliseconds of the latest check.
+    /// Unix milliseconds of the latest result (a check first reports its mapping, then the
+    /// filtering test's outcome).
     pub checked_at_ms: u64,
 }
 

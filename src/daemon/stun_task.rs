@@ -30,10 +30,19 @@ const WAKE_JUMP: Duration = Duration::from_secs(3);
 /// Longest a STUN server name may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// One result of the check task.
+#[derive(Debug, Clone)]
+pub struct StunResult {
+    pub report: Arc<CheckReport>,
+    /// `false` for the quick result (mapping only, the previous filtering), `true` once the
+    /// filtering test ran too (a check sends both).
+    pub complete: bool,
+}
+
 /// The running check task. Dropping it stops the task.
 pub struct StunTask {
     recheck: Arc<Notify>,
-    results: mpsc::Receiver<Arc<CheckReport>>,
+    results: mpsc::Receiver<StunResult>,
     handle: JoinHandle<()>,
 }
 
@@ -78,7 +87,7 @@ impl StunTask {
     }
 
     /// The next result (for `select!`).
-    pub async fn next(&mut self) -> Option<Arc<CheckReport>> {
+    pub async fn next(&mut self) -> Option<StunResult> {
         self.results.recv().await
     }
 }
@@ -166,7 +175,7 @@ async fn run(
     servers: Vec<String>,
     mesh_interface: String,
     recheck: Arc<Notify>,
-    results: mpsc::Sender<Arc<CheckReport>>,
+    results: mpsc::Sender<StunResult>,
     metrics: Arc<Metrics>,
 ) {
     let mut filtering = None;
@@ -176,7 +185,10 @@ async fn run(
         let tx = results.clone();
         let report = check_once(&client, &servers, &mesh_interface, filtering, |quick| {
             tracing::debug!(reason, took_ms = started.elapsed().as_millis() as u64, nat = quick.ipv4.nat_type, public = ?quick.ipv4.public, "STUN mapping checked");
-            let _ = tx.try_send(Arc::new(quick));
+            let _ = tx.try_send(StunResult {
+                report: Arc::new(quick),
+                complete: false,
+            });
         })
         .await;
         filtering = report.verdict_v4.filtering;
@@ -210,7 +222,11 @@ async fn run(
                 1.0,
             )],
         );
-        if results.send(Arc::new(report)).await.is_err() {
+        let result = StunResult {
+            report: Arc::new(report),
+            complete: true,
+        };
+        if results.send(result).await.is_err() {
             return;
         }
         reason = wait_for_trigger(&recheck).await;
@@ -252,8 +268,11 @@ pub struct StunState {
 
 impl StunState {
     /// Takes a check's result into the node's facts; returns whether the record changed.
-    pub fn update(&mut self, report: &CheckReport, facts: &mut LocalFacts) -> bool {
-        self.checks += 1;
+    pub fn update(&mut self, result: &StunResult, facts: &mut LocalFacts) -> bool {
+        let report = &result.report;
+        if result.complete {
+            self.checks += 1;
+        }
         self.candidates = stun_candidates(report, facts.wireguard_port);
         self.nat_type = report.verdict_v4.nat_type;
         self.public = report.verdict_v4.public.or(report.verdict_v6.public);

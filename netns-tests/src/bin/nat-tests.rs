@@ -280,12 +280,14 @@ fn daemon_checks(lab: &Lab, a: &Site) {
     ));
 
     println!("== roaming onto a symmetric NAT: re-check on the address change");
-    let checks = show["interface"]["nat"]["checks"].as_u64().unwrap_or(0);
+    let checked_at = show["interface"]["nat"]["checked_at_ms"]
+        .as_u64()
+        .unwrap_or(0);
     a.set_mode(lab, NatMode::Symmetric);
     let t0 = Instant::now();
     a.roam_host();
     let after = wait_show(&node, Duration::from_secs(10), |v| {
-        v["interface"]["nat"]["checks"].as_u64().unwrap_or(0) > checks
+        v["interface"]["nat"]["checked_at_ms"].as_u64().unwrap_or(0) > checked_at
             && v["interface"]["nat_type"] == "symmetric"
     })
     .unwrap_or_else(|| {
