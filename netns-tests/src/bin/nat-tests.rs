@@ -153,6 +153,23 @@ fn run(lab: &Lab) {
         v["duration_ms"]
     ));
 
+    let out = Command::new("ip")
+        .args(["netns", "exec", &a.host_ns])
+        .arg(wgmesh_bin())
+        .args(["netcheck", "--stun", &format!("{STUN_1},{STUN_2}")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run netcheck: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nat type: port-restricted-cone")
+            && text.contains("mapping: endpoint-independent, port preserved"),
+        "netcheck text output:\n{text}"
+    );
+    pass("netcheck text output says the same:");
+    for line in text.lines() {
+        println!("      {line}");
+    }
+
     let v = netcheck(&a.host_ns, &[STUN_1]);
     expect(
         &v,
