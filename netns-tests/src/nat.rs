@@ -7,7 +7,8 @@
 //!  <site>1 10.0.<n>.11 ── lan 10.0.<n>.1  nat<site>  wan 198.51.<n>.2 ── inet 198.51.<n>.1
 //!                                                                       lo 192.0.2.1, 192.0.2.2
 //! ```
-//! Modes: `cone` (masquerade persistent: endpoint-independent mapping, port kept), `symmetric`
+//! Modes: `cone` (masquerade persistent: endpoint-independent mapping, port kept), `full-cone`
+//! (the same plus endpoint-independent filtering through a learned nftables map), `symmetric`
 //! (masquerade fully-random: a new port per destination), `blocked` (cone, but forwarded UDP
 //! is dropped). Filtering is Linux conntrack's (address-and-port-dependent); the router drops
 //! unsolicited inbound to itself. coturn is started with a recorded PID (killed by the lab's
@@ -27,6 +28,9 @@ pub const STUN_2: &str = "192.0.2.2:3478";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatMode {
     Cone,
+    /// Cone mapping and endpoint-independent filtering: a dynamic map learns mapped port ->
+    /// inside address:port on the way out, inbound UDP to a mapped port is DNATed through it.
+    FullCone,
     Symmetric,
     Blocked,
 }
@@ -236,7 +240,7 @@ impl Site {
     /// entries keep their mapping).
     pub fn set_mode(&self, lab: &Lab, mode: NatMode) {
         let flags = match mode {
-            NatMode::Cone | NatMode::Blocked => "persistent",
+            NatMode::Cone | NatMode::FullCone | NatMode::Blocked => "persistent",
             NatMode::Symmetric => "fully-random",
         };
         let block = if mode == NatMode::Blocked {
@@ -244,13 +248,23 @@ impl Site {
         } else {
             ""
         };
+        let full_cone = if mode == NatMode::FullCone {
+            "map fullcone { type inet_service : ipv4_addr . inet_service; flags dynamic,timeout; timeout 180s; }\n\
+             chain fc_pre { type nat hook prerouting priority -100; policy accept;\n\
+               iifname \"wan\" meta l4proto udp dnat ip to udp dport map @fullcone\n}\n\
+             chain fc_learn { type filter hook postrouting priority 110; policy accept;\n\
+               oifname \"wan\" meta l4proto udp ct direction original update @fullcone { ct reply proto-dst timeout 180s : ct original ip saddr . ct original proto-src }\n}\n"
+        } else {
+            ""
+        };
         let rules = format!(
-            "table ip wgmnat\ndelete table ip wgmnat\ntable ip wgmnat {{\n\
+            "table ip wgmnat\ndelete table ip wgmnat\ntable ip wgmnat {{\n{full_cone}\
              chain nat_post {{ type nat hook postrouting priority 100; policy accept;\n\
                oifname \"wan\" masquerade {flags}\n}}\n\
              chain nat_forward {{ type filter hook forward priority 0; policy accept;\n\
                {block}\n\
                iifname \"wan\" ct state established,related accept\n\
+               iifname \"wan\" ct status dnat accept\n\
                iifname \"wan\" drop\n}}\n\
              chain nat_input {{ type filter hook input priority 0; policy accept;\n\
                iifname \"wan\" ct state established,related accept\n\

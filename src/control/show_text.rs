@@ -209,6 +209,42 @@ mod tests {
     }
 
     #[test]
+    fn render_has_the_nat_check_and_endpoints() {
+        use crate::control::report::{CandidateReport, NatReport};
+        let mut report = ShowReport::default();
+        report.interface.nat_type = "port-restricted-cone".into();
+        report.interface.public_endpoint = Some("198.51.100.2:51900".into());
+        report.interface.nat = Some(NatReport {
+            udp: true,
+            mapping: "endpoint-independent".into(),
+            port_preserved: Some(true),
+            filtering: Some("address-and-port-dependent".into()),
+            ..Default::default()
+        });
+        report.interface.endpoint_candidates = vec![
+            CandidateReport {
+                kind: "lan".into(),
+                address: "10.0.1.11:51820".into(),
+            },
+            CandidateReport {
+                kind: "stun".into(),
+                address: "198.51.100.2:51820".into(),
+            },
+        ];
+        let text = render(&report, 0);
+        for want in [
+            "nat type: port-restricted-cone",
+            "public endpoint: 198.51.100.2:51900",
+            "nat check: mapping endpoint-independent, port preserved, filtering address-and-port-dependent",
+            "endpoints: lan 10.0.1.11:51820, stun 198.51.100.2:51820",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        report.interface.nat = Some(NatReport::default());
+        assert!(render(&report, 0).contains("nat check: no STUN server answered (UDP blocked?)"));
+    }
+
+    #[test]
     fn render_has_the_interface_and_peer_blocks() {
         let report = ShowReport {
             interface: InterfaceReport {

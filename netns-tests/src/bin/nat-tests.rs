@@ -114,6 +114,7 @@ fn run(lab: &Lab) {
     let a = inet.site(lab, "a", 1, NatMode::Cone);
     let b = inet.site(lab, "b", 2, NatMode::Symmetric);
     let c = inet.site(lab, "c", 3, NatMode::Blocked);
+    let d = inet.site(lab, "d", 4, NatMode::FullCone);
     inet.start_coturn(lab);
     println!("== wgmesh netcheck against coturn (RFC 5780, 192.0.2.1 + 192.0.2.2)");
 
@@ -190,6 +191,20 @@ fn run(lab: &Lab) {
     pass(&format!(
         "one RFC 5780 server is enough: its alternate address {} gives the second mapping",
         v["alternate"]["address"].as_str().unwrap_or_default()
+    ));
+
+    let v = netcheck(&d.host_ns, &[STUN_1, STUN_2]);
+    expect(&v, &["ipv4", "nat_type"], "full-cone".into(), "full cone");
+    expect(
+        &v,
+        &["ipv4", "filtering"],
+        "endpoint-independent".into(),
+        "full cone",
+    );
+    expect(&v, &["ipv4", "port_preserved"], true.into(), "full cone");
+    pass(&format!(
+        "full-cone NAT (RFC 5780 filtering test): full-cone (endpoint-independent mapping and filtering); {} ms",
+        v["duration_ms"]
     ));
 
     let v = netcheck(&b.host_ns, &[STUN_1, STUN_2]);
@@ -294,6 +309,42 @@ fn daemon_checks(lab: &Lab, a: &Site) {
         i["nat_type"].as_str().unwrap_or_default(),
         i["public_endpoint"].as_str().unwrap_or_default(),
         t0.elapsed().as_secs_f64()
+    ));
+
+    println!("== IPv6 addresses on the host: global ones are kind public-ipv6, ULA stays lan");
+    let checks = show["interface"]["nat"]["checks"].as_u64().unwrap_or(0);
+    for a6 in ["2001:470:1::11/64", "fd00:1::11/64"] {
+        wgmesh_netns_tests::lab::sh(
+            "ip",
+            &[
+                "-n", &a.host_ns, "-6", "addr", "add", a6, "dev", "eth0", "nodad",
+            ],
+        );
+    }
+    let global = format!("[2001:470:1::11]:{wg_port}");
+    let ula = format!("[fd00:1::11]:{wg_port}");
+    let has = |v: &Value, kind: &str, addr: &str| {
+        v["interface"]["endpoint_candidates"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["kind"] == kind && c["address"] == addr))
+    };
+    // Also wait for the re-check this change started to complete (filtering test included).
+    let show = wait_show(&node, Duration::from_secs(10), |v| {
+        has(v, "public-ipv6", &global)
+            && has(v, "lan", &ula)
+            && v["interface"]["nat"]["checks"].as_u64().unwrap_or(0) > checks
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "IPv6 candidates not published within 10 s:\n{}",
+            node.log_tail(40)
+        )
+    });
+    pass(&format!(
+        "record lists {global} as public-ipv6 and {ula} as lan ({} candidates)",
+        show["interface"]["endpoint_candidates"]
+            .as_array()
+            .map_or(0, Vec::len)
     ));
 
     println!("== roaming onto a symmetric NAT: re-check on the address change");
