@@ -1,9 +1,11 @@
 //! STUN / NAT-type tests: coturn (RFC 5780, two addresses) in an "internet" namespace, NAT
 //! routers made with nftables, and real `wgmesh netcheck` / `wgmesh up` processes behind them.
 //! Asserts the classifications on `wgmesh netcheck --json` (cone with port preserved,
-//! symmetric, UDP blocked → unknown), that a daemon behind the cone NAT publishes its STUN
-//! candidate, and that after an address change (roaming onto a symmetric NAT) it re-checks
-//! within 2 s. Prints PASS lines and figures; everything is torn down at the end.
+//! symmetric, UDP blocked → unknown, and full cone through the RFC 5780 filtering test), that a
+//! daemon behind the cone NAT publishes its STUN candidate (its own `show`) and NAT type (a
+//! public peer's `show`), lists global vs ULA IPv6 addresses with the right kinds, and that
+//! after an address change (roaming onto a symmetric NAT) it re-checks and re-publishes within
+//! 2 s. Prints PASS lines and figures; everything is torn down at the end.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -241,14 +243,50 @@ fn run(lab: &Lab) {
         v["duration_ms"]
     ));
 
-    daemon_checks(lab, &a);
+    daemon_checks(lab, &inet, &a);
+}
+
+fn control_port(secret: &std::path::Path) -> u16 {
+    let out = wgmesh_netns_tests::lab::sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["control_port"].as_u64().unwrap_or(0) as u16
+}
+
+/// The NAT type a node's peer `key` has in its `show`.
+fn peer_nat(node: &Node, key: &str) -> Option<String> {
+    node.show()?["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["public_key"] == key)
+        .and_then(|p| p["nat_type"].as_str().map(str::to_string))
 }
 
 /// The daemon behind the cone NAT publishes its STUN candidate, then roams onto a symmetric
 /// NAT and re-checks within 2 s.
-fn daemon_checks(lab: &Lab, a: &Site) {
-    println!("== a daemon behind the cone NAT (STUN from its control port)");
+fn daemon_checks(lab: &Lab, inet: &Internet, a: &Site) {
+    println!(
+        "== a daemon behind the cone NAT (STUN from its control port), a peer on a public address"
+    );
     let secret = new_secret_file(lab, "nat");
+    let cport = control_port(&secret);
+    let mut public = Node::new(
+        lab,
+        "p",
+        inet.ns.clone(),
+        [198, 51, a.n, 1].into(),
+        &secret,
+        9392,
+    );
+    public.start(lab, &["--no-lan-discovery".into()]);
     let mut node = Node::new(
         lab,
         "a",
@@ -264,6 +302,8 @@ fn daemon_checks(lab: &Lab, a: &Site) {
             "--no-lan-discovery".into(),
             "--stun".into(),
             format!("{STUN_1},{STUN_2}"),
+            "--peer".into(),
+            format!("198.51.{}.1:{cport}", a.n),
         ],
     );
     let show = wait_show(&node, Duration::from_secs(10), |v| {
@@ -347,6 +387,18 @@ fn daemon_checks(lab: &Lab, a: &Site) {
             .map_or(0, Vec::len)
     ));
 
+    let key = i["public_key"].as_str().unwrap_or_default().to_string();
+    let t_peer = Instant::now();
+    while peer_nat(&public, &key).as_deref() != Some("port-restricted-cone") {
+        assert!(
+            t_peer.elapsed() < Duration::from_secs(10),
+            "the public peer never saw a's NAT type:\n{}",
+            public.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pass("the public peer's `show` has a's re-published record, NAT type port-restricted-cone");
+
     println!("== roaming onto a symmetric NAT: re-check on the address change");
     let checked_at = show["interface"]["nat"]["checked_at_ms"]
         .as_u64()
@@ -384,6 +436,7 @@ fn daemon_checks(lab: &Lab, a: &Site) {
         delay.as_secs_f64()
     ));
     node.stop();
+    public.stop();
     let _ = std::fs::remove_file(&secret);
 }
 
