@@ -25,6 +25,7 @@ declare -A apt_pkg=(
     [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe
     [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
     [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3 [systemd]=/usr/bin/systemd-analyze
+    [coturn]=/usr/bin/turnserver
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done
@@ -42,6 +43,10 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     echo "apt-get install ${apt_missing[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    # The NAT tests run coturn in a namespace; the package's host-wide service is not wanted.
+    if [[ " ${apt_missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now coturn >/dev/null 2>&1 || true
+    fi
 fi
 if ! command -v vng >/dev/null; then
     need_root "virtme-ng"

@@ -221,6 +221,15 @@ impl Node {
             .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
             .args(&self.extra_args)
             .args(args)
+            // No test asks the public STUN servers: tests that want STUN pass the lab's.
+            .args(
+                (!self
+                    .extra_args
+                    .iter()
+                    .chain(args)
+                    .any(|a| a.starts_with("--stun")))
+                .then_some("--no-stun"),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);

@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod hostile;
 pub mod keys;
 pub mod lab;
+pub mod nat;
 pub mod nsexec;
 pub mod preflight;

@@ -78,6 +78,21 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Dandelion++ stems handled, by action (forward, fluff, embargo_fluff, stem_known, own_record).",
     ),
     (
+        "wgmesh_stun_checks_total",
+        Kind::Counter,
+        "NAT checks (STUN) run, by reason (start, periodic, address-change, wake-up).",
+    ),
+    (
+        "wgmesh_stun_latency_seconds",
+        Kind::Gauge,
+        "Round-trip time of the latest STUN answer, per server address.",
+    ),
+    (
+        "wgmesh_nat_info",
+        Kind::Gauge,
+        "1, labelled with the NAT type and mapping of the latest check.",
+    ),
+    (
         "wgmesh_events_dropped_total",
         Kind::Counter,
         "Peer-store events lost by a lagging subscriber.",

@@ -22,6 +22,41 @@ pub struct InterfaceReport {
     pub introducer: bool,
     pub peers_active: usize,
     pub peers_total: usize,
+    /// The latest NAT check (null before the first one, or with --no-stun).
+    #[serde(default)]
+    pub nat: Option<NatReport>,
+    /// The endpoint candidates this node's record lists.
+    #[serde(default)]
+    pub endpoint_candidates: Vec<CandidateReport>,
+}
+
+/// The latest NAT check of the daemon (STUN from the control port).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NatReport {
+    /// Some STUN server answered.
+    pub udp: bool,
+    /// IPv4 mapping: "endpoint-independent", "endpoint-dependent" or "unknown".
+    pub mapping: String,
+    /// Whether the NAT kept the control port (null without an answer).
+    pub port_preserved: Option<bool>,
+    /// IPv4 filtering (RFC 5780 servers only): "endpoint-independent", "address-dependent",
+    /// "address-and-port-dependent", or null.
+    pub filtering: Option<String>,
+    /// The public IPv6 address STUN saw, if any.
+    pub public_ipv6: Option<String>,
+    /// Complete checks (mapping and filtering test) since start.
+    pub checks: u64,
+    /// Unix milliseconds of the latest result (a check first reports its mapping, then the
+    /// filtering test's outcome).
+    pub checked_at_ms: u64,
+}
+
+/// One endpoint candidate of this node's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CandidateReport {
+    /// "lan", "stun", "observed", "public-ipv6" or "wireguard-mapped".
+    pub kind: String,
+    pub address: String,
 }
 
 /// One peer block: `wg show`'s facts plus the mesh's.

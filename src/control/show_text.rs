@@ -114,6 +114,26 @@ fn peer_block(out: &mut String, p: &PeerReport, now_unix: u64) {
     }
 }
 
+/// "mapping endpoint-independent, port preserved, filtering …" (or "no STUN answer").
+fn nat_line(n: &super::report::NatReport) -> String {
+    if !n.udp {
+        return "no STUN server answered (UDP blocked?)".into();
+    }
+    let mut parts = vec![format!("mapping {}", n.mapping)];
+    match n.port_preserved {
+        Some(true) => parts.push("port preserved".into()),
+        Some(false) => parts.push("port not preserved".into()),
+        None => {}
+    }
+    if let Some(f) = &n.filtering {
+        parts.push(format!("filtering {f}"));
+    }
+    if let Some(v6) = &n.public_ipv6 {
+        parts.push(format!("public ipv6 {v6}"));
+    }
+    parts.join(", ")
+}
+
 /// Renders the report; `now_unix` makes "N seconds ago" testable.
 pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let i = &report.interface;
@@ -129,6 +149,17 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let _ = writeln!(out, "  nat type: {}", i.nat_type);
     if let Some(e) = &i.public_endpoint {
         let _ = writeln!(out, "  public endpoint: {e}");
+    }
+    if let Some(n) = &i.nat {
+        let _ = writeln!(out, "  nat check: {}", nat_line(n));
+    }
+    if !i.endpoint_candidates.is_empty() {
+        let list: Vec<String> = i
+            .endpoint_candidates
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.address))
+            .collect();
+        let _ = writeln!(out, "  endpoints: {}", list.join(", "));
     }
     let _ = writeln!(out, "  backend: {}", i.backend);
     let _ = writeln!(
@@ -175,6 +206,42 @@ mod tests {
         assert_eq!(pretty_bytes(100), "100 B");
         assert_eq!(pretty_bytes(1229), "1.20 KiB");
         assert_eq!(pretty_bytes(5 * 1024 * 1024), "5.00 MiB");
+    }
+
+    #[test]
+    fn render_has_the_nat_check_and_endpoints() {
+        use crate::control::report::{CandidateReport, NatReport};
+        let mut report = ShowReport::default();
+        report.interface.nat_type = "port-restricted-cone".into();
+        report.interface.public_endpoint = Some("198.51.100.2:51900".into());
+        report.interface.nat = Some(NatReport {
+            udp: true,
+            mapping: "endpoint-independent".into(),
+            port_preserved: Some(true),
+            filtering: Some("address-and-port-dependent".into()),
+            ..Default::default()
+        });
+        report.interface.endpoint_candidates = vec![
+            CandidateReport {
+                kind: "lan".into(),
+                address: "10.0.1.11:51820".into(),
+            },
+            CandidateReport {
+                kind: "stun".into(),
+                address: "198.51.100.2:51820".into(),
+            },
+        ];
+        let text = render(&report, 0);
+        for want in [
+            "nat type: port-restricted-cone",
+            "public endpoint: 198.51.100.2:51900",
+            "nat check: mapping endpoint-independent, port preserved, filtering address-and-port-dependent",
+            "endpoints: lan 10.0.1.11:51820, stun 198.51.100.2:51820",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        report.interface.nat = Some(NatReport::default());
+        assert!(render(&report, 0).contains("nat check: no STUN server answered (UDP blocked?)"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! from, the configuration (flags, file, reload), capability dropping and systemd readiness.
 
 pub mod cache;
+pub mod candidates;
 pub mod config;
 pub mod device_fallback;
 pub mod local;
@@ -17,3 +18,4 @@ pub mod relaying;
 pub mod secret_source;
 pub mod show;
 pub mod start;
+pub mod stun_task;

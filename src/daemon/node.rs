@@ -239,7 +239,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut facts = LocalFacts {
         hostname: super::local::hostname(),
         address_nonce: 0,
-        endpoints: lan_candidates(&host_addresses, listen_port),
+        endpoints: super::candidates::merge(lan_candidates(&host_addresses, listen_port), &[]),
         nat_type: NatType::Unknown,
         introducer: config.introducer,
         routes: config.advertise_routes.clone(),
@@ -290,6 +290,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     )
     .await?;
     let exchange_tasks = exchange.start();
+    // NAT check (STUN from the control port): at start, every 60 s, on address changes.
+    let mut stun =
+        super::stun_task::StunTask::spawn(&exchange, &config.stun, &iface, metrics.clone());
+    let mut stun_state = super::stun_task::StunState::default();
     let (lan_addresses_tx, lan_addresses) = watch::channel(lan_ipv4(&host_addresses));
     let lan_task = if config.no_lan_discovery {
         None
@@ -473,6 +477,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             Some(ev) = async { net_events.as_mut()?.recv().await } => {
                 let changed = match ev {
                     NetEvent::AddressAdded { address, .. } | NetEvent::AddressRemoved { address, .. } => !address_check.is_mesh_address(address),
+                    NetEvent::RouteChanged { destination } | NetEvent::RouteRemoved { destination } => destination.is_none_or(|d| d.prefix_len() == 0),
                     _ => false,
                 };
                 if changed {
@@ -482,7 +487,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = tokio::time::sleep_until(address_change_due.unwrap_or_else(far_future)), if address_change_due.is_some() => {
                 address_change_due = None;
                 let addresses = network_addresses(&reconciler.network, &iface).await;
-                let candidates = lan_candidates(&addresses, listen_port);
+                if let Some(s) = &stun { s.recheck(); }
+                let candidates = super::candidates::merge(lan_candidates(&addresses, listen_port), &stun_state.candidates);
                 if candidates != facts.endpoints {
                     tracing::info!(endpoints = ?candidates, "local addresses changed: re-announcing");
                     facts.endpoints = candidates;
@@ -491,6 +497,18 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                     reconcile_due = Some(tokio::time::Instant::now());
                 }
+            }
+            Some(report) = async { stun.as_mut()?.next().await } => {
+                if stun_state.update(&report, &mut facts) {
+                    tracing::info!(nat = facts.nat_type.as_str(), endpoints = ?facts.endpoints, "NAT check changed the record: re-announcing");
+                    republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
+                    // The keepalive toward each peer follows this node's NAT type.
+                    if local_plan.nat_type != facts.nat_type {
+                        local_plan.nat_type = facts.nat_type;
+                        reconcile_due = Some(tokio::time::Instant::now());
+                    }
+                }
+                stun_state.fill(&mut shared.view.lock().unwrap_or_else(|p| p.into_inner()).interface, &facts.endpoints);
             }
             Some(ev) = event_rx.recv() => {
                 if let PeerEvent::Added(key) = ev {

@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     pub(crate) observed: watch::Sender<Option<SocketAddr>>,
     /// Dandelion++ stems relayed through this node (`stem`).
     pub(crate) stem: super::stem::StemState,
+    /// Pending STUN transactions (responses are demultiplexed in the receive loop).
+    pub(crate) stun: Arc<Mutex<super::stun::table::PendingTable>>,
 }
 
 /// Locks a mutex; a panic elsewhere cannot leave these maps half-updated in a way that
@@ -175,7 +177,7 @@ impl Inner {
     }
 
     /// `to` as this socket can address it (IPv4 through an IPv6 socket is IPv4-mapped).
-    fn to_wire(&self, to: SocketAddr) -> Result<SocketAddr, ControlSocketError> {
+    pub(crate) fn to_wire(&self, to: SocketAddr) -> Result<SocketAddr, ControlSocketError> {
         match (self.local_addr, to) {
             (SocketAddr::V6(_), SocketAddr::V4(v4)) => Ok(SocketAddr::new(
                 IpAddr::V6(v4.ip().to_ipv6_mapped()),
@@ -287,6 +289,7 @@ impl ControlSocket {
                 shutdown,
                 observed,
                 stem: Default::default(),
+                stun: Arc::default(),
             }),
         })
     }
@@ -427,6 +430,10 @@ async fn receive_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         match received {
             Ok((len, src)) => {
                 let datagram = buf.get(..len).unwrap_or_default();
+                if super::stun::looks_like_stun(datagram) {
+                    super::stun::on_control_datagram(&inner, datagram, src, unix_now());
+                    continue;
+                }
                 super::inbound::handle_datagram(&inner, datagram, src, unix_now()).await;
             }
             Err(e) => {

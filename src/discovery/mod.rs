@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod relay_notice;
 pub mod rendezvous;
 pub mod stem;
+pub mod stun;
 
 #[cfg(test)]
 pub(crate) mod testrng;

@@ -33,6 +33,7 @@ pub mod events;
 pub mod handshake_order;
 pub mod health;
 pub mod nat;
+pub mod nat_check;
 pub mod peer;
 pub mod plan;
 pub mod punch;
