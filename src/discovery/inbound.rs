@@ -90,19 +90,11 @@ pub(crate) async fn handle_datagram(
     }
 }
 
-/// Verifies a record and refuses one older than the record held for its node (a replay or a
-/// late copy); counts and logs a refusal.
+/// Verifies a record; counts and logs a refusal. (A record older than the one held still
+/// verifies: the store ignores it and it moves no endpoint. A hello may legitimately carry
+/// one — a node under `--privacy` shows its previous record until the new one is fluffed.)
 pub(super) fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
-    let verified = RecordVerifier::new(&inner.keys)
-        .verify(signed, None)
-        .and_then(|r| match inner.store.held_sequence(&r.wireguard_public) {
-            Some(held) if r.sequence < held => Err(RecordError::Stale {
-                got: r.sequence,
-                held,
-            }),
-            _ => Ok(r),
-        });
-    match verified {
+    match RecordVerifier::new(&inner.keys).verify(signed, None) {
         Ok(r) => Some(r),
         Err(e) => {
             debug!(from = %from, reason = e.reason(), error = %e, "record refused");
@@ -369,6 +361,20 @@ fn on_announce(inner: &Inner, src: SocketAddr, signed: SignedRecord, now: Millis
     let Some(record) = verify(inner, &signed, src) else {
         return;
     };
+    // An announce is its sender's current record: an older one than held is a replay.
+    if let Some(held) = inner
+        .store
+        .held_sequence(&record.wireguard_public)
+        .filter(|held| record.sequence < *held)
+    {
+        let e = RecordError::Stale {
+            got: record.sequence,
+            held,
+        };
+        debug!(from = %src, error = %e, "announce refused");
+        inner.reject(e.reason());
+        return;
+    }
     if is_own(inner, &record.wireguard_public) {
         inner.reject(REASON_OWN_RECORD);
         return;
