@@ -107,6 +107,7 @@ struct Shared {
     store: Arc<PeerStore>,
     view: Mutex<View>,
     dead_after: Duration,
+    dht: Mutex<Option<Arc<super::dht_task::DhtHandle>>>,
 }
 
 impl ControlHandler for Shared {
@@ -122,8 +123,14 @@ impl ControlHandler for Shared {
                         .await
                         .ok();
                     let peers = self.store.snapshot();
+                    let dht = self
+                        .dht
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .map(|d| d.report());
                     let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
-                    Response::Show(Box::new(build_report(ShowInputs {
+                    let mut report = build_report(ShowInputs {
                         interface: view.interface.clone(),
                         peers: &peers,
                         device: fresh.as_ref().or(view.device.as_ref()),
@@ -131,7 +138,9 @@ impl ControlHandler for Shared {
                         rtt_ms: &view.rtt_ms,
                         now: now_millis(),
                         dead_after: self.dead_after,
-                    })))
+                    });
+                    report.dht = dht;
+                    Response::Show(Box::new(report))
                 }
             }
         })
@@ -248,6 +257,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         store: store.clone(),
         view: Mutex::new(View::default()),
         dead_after: StoreConfig::default().dead_after,
+        dht: Mutex::new(None),
     });
     let control = ControlServer::bind(&socket_path(&config.runtime_dir, &iface)).await?;
     let control_task = tokio::spawn(control.serve(shared.clone()));
@@ -295,6 +305,20 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             }
         }))
     };
+
+    // DHT discovery (its own task; never blocks the rest).
+    let dht = (!config.no_dht).then(|| {
+        Arc::new(super::dht_task::start_for(
+            &config,
+            &keys,
+            &identity,
+            &store,
+            &exchange,
+            &metrics,
+            record_tx.subscribe(),
+        ))
+    });
+    *shared.dht.lock().unwrap_or_else(|p| p.into_inner()) = dht.clone();
 
     // 5. Plan configuration.
     let local_nets = local_networks(&host_addresses, v4.trunc(), v6.trunc());
@@ -470,6 +494,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     Some(h) => last_handshake = h,
                     None => break,
                 }
+                if let Some(d) = &dht { d.handshakes(&last_handshake); }
                 probing = true;
             }
             _ = probe_tick.tick(), if probing && !store.is_empty() => {
@@ -539,6 +564,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
             t.abort();
+        }
+        shared.dht.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(d) = dht.and_then(Arc::into_inner) {
+            d.stop().await;
         }
         save_cache_now(&cache_file, &store);
         reconciler.teardown().await;

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod collision;
+pub mod dht_schedule;
 pub mod diff;
 pub mod events;
 pub mod handshake_order;

@@ -20,6 +20,8 @@ pub const LAN_PORT: u16 = 51830;
 pub const CONTROL_PORT_BASE: u16 = 51821;
 /// Highest address nonce a node may use after losing collisions.
 pub const MAX_ADDRESS_NONCE: u8 = 15;
+/// Length of the BEP 44 salt under which nodes store their record in the DHT.
+pub const DHT_ITEM_SALT_BYTES: usize = 16;
 
 /// Why a subnet cannot hold mesh addresses.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +75,7 @@ pub struct MeshKeys {
     wireguard_psk: [u8; 32],
     address_key: [u8; 32],
     dht_key: [u8; 32],
+    dht_item_salt: [u8; DHT_ITEM_SALT_BYTES],
     #[zeroize(skip)]
     ipv4_subnet: Ipv4Net,
     ipv6_prefix: [u8; 8],
@@ -105,6 +108,7 @@ impl MeshKeys {
             wireguard_psk: hkdf_expand(secret, "wireguard-psk"),
             address_key: hkdf_expand(secret, "address-key"),
             dht_key: hkdf_expand(secret, "dht-key"),
+            dht_item_salt: hkdf_expand(secret, "dht-item-salt"),
             ipv4_subnet: default_subnet,
             ipv6_prefix,
             lan_group: hkdf_expand(secret, "lan-group"),
@@ -196,6 +200,12 @@ impl MeshKeys {
         let mut out = [0u8; 20];
         out.copy_from_slice(&h[..20]);
         out
+    }
+
+    /// The BEP 44 salt of every node's mutable DHT item in this mesh (label `dht-item-salt`):
+    /// the item's target is `SHA-1(node's Ed25519 key ‖ salt)` (PROTOCOL.md §11).
+    pub fn dht_item_salt(&self) -> &[u8; DHT_ITEM_SALT_BYTES] {
+        &self.dht_item_salt
     }
 
     /// The topics a node announces and looks up at `unix_seconds`: hours `t` and `t - 1`.
