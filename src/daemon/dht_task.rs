@@ -307,6 +307,7 @@ impl Task {
                 self.client = Some(c);
                 self.next_table_check = now_millis().plus(TABLE_CHECK_EVERY);
                 schedule.bootstrap_succeeded(now_millis());
+                self.publish_phase(schedule);
             }
             None => {
                 let wait = schedule.bootstrap_failed(now_millis(), random_unit());
@@ -314,6 +315,7 @@ impl Task {
                     .metrics
                     .inc("wgmesh_dht_bootstrap_failures_total", &[]);
                 tracing::warn!(source = source.as_str(), seeds = nodes.len(), retry_in = ?wait, "DHT bootstrap found no node; LAN and static discovery go on");
+                self.publish_phase(schedule);
             }
         }
     }
