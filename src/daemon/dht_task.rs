@@ -450,6 +450,11 @@ impl Task {
                 return;
             }
         };
+        // A fetch first refreshes the closest nodes' write tokens, which are bound to this
+        // node's address: after roaming, a store with the old tokens is refused.
+        let _ = client
+            .get_item(&id.ed25519_public(), self.deps.keys.dht_item_salt())
+            .await;
         match client.put_item(item).await {
             Ok(n) => {
                 tracing::debug!(sequence = record.sequence, stored_at = n, "DHT item stored");
