@@ -55,3 +55,5 @@ bash netns-tests/platform-tests.sh
 step "daemon tests: real wgmesh processes in namespaces (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 cargo build --locked -q --workspace --bins
 target/debug/daemon-tests
+step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"
+target/debug/dht-tests
