@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{Node, new_secret_file};
+use wgmesh_netns_tests::daemon::{Node, new_secret_file, wgmesh_bin};
 use wgmesh_netns_tests::dht::{self, Internet};
 use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::preflight;
@@ -76,6 +76,21 @@ fn pairs_ping(nodes: &[&Node], limit: Duration) {
             }
         }
     }
+}
+
+fn control_port(secret: &std::path::Path) -> u16 {
+    let out = wgmesh_netns_tests::lab::sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["control_port"].as_u64().unwrap_or(0) as u16
 }
 
 fn dht_block(n: &Node) -> Value {
@@ -198,6 +213,38 @@ fn run(lab: &Lab) {
         "every node saved its routing table; d3 restarted with a dead --dht-bootstrap and no peer cache bootstrapped from the saved table and re-meshed in {:.1} s",
         t1.elapsed().as_secs_f64()
     ));
+
+    println!("== a failing bootstrap backs off and does not hold up static discovery");
+    let (ns4, addr4) = net.site(lab, 4);
+    let mut d4 = Node::new(lab, "d4", ns4, addr4, &secret, 9404);
+    let t3 = Instant::now();
+    d4.start(
+        lab,
+        &[
+            "--dht-bootstrap=192.0.2.99:6881".to_string(),
+            "--peer".to_string(),
+            format!("{}:{}", nodes[0].lan, control_port(&secret)),
+        ],
+    );
+    let (v4_1, _) = nodes[0].mesh_ips();
+    assert!(
+        d4.wait_ping(&v4_1, Duration::from_secs(30)).is_some(),
+        "d4 (dead DHT bootstrap) cannot reach d1 through --peer:\n{}",
+        d4.log_tail(30)
+    );
+    let meshed = t3.elapsed();
+    let d = dht_when(&d4, Duration::from_secs(30), |d| {
+        d["bootstrap_failures"].as_u64() >= Some(2)
+    });
+    assert_eq!(d["state"], "backing-off", "d4: {d}");
+    assert!(d["retry_in_secs"].as_u64() <= Some(13), "d4: {d}");
+    pass(&format!(
+        "d4 with a dead --dht-bootstrap reached d1 through --peer in {:.1} s while the DHT backed off ({} failures, next try in {} s)",
+        meshed.as_secs_f64(),
+        d["bootstrap_failures"],
+        d["retry_in_secs"]
+    ));
+    d4.stop();
 
     if std::env::var_os("WGMESH_DHT_SKIP_ROAM").is_some() {
         println!("  (roaming through BEP 44 items skipped: WGMESH_DHT_SKIP_ROAM)");
