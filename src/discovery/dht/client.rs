@@ -59,9 +59,27 @@ impl DhtClient {
         })
     }
 
-    /// Runs the bootstrap query; `true` when it found DHT nodes.
+    /// Waits for the bootstrap: `true` as soon as the routing table holds a node (the first
+    /// answers arrive long before the whole bootstrap query ends), `false` when the query
+    /// ended without any.
     pub async fn bootstrapped(&self) -> bool {
-        bounded("bootstrap", BOOTSTRAP_TIMEOUT, self.dht.bootstrapped())
+        let table_filled = async {
+            loop {
+                if !self.dht.to_bootstrap().await.is_empty() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let query_done =
+            async { self.dht.bootstrapped().await || !self.dht.to_bootstrap().await.is_empty() };
+        let either = async {
+            tokio::select! {
+                ok = table_filled => ok,
+                ok = query_done => ok,
+            }
+        };
+        bounded("bootstrap", BOOTSTRAP_TIMEOUT, either)
             .await
             .unwrap_or(false)
     }
