@@ -54,3 +54,20 @@ if ! command -v vng >/dev/null; then
     python3 -m pip install -q "virtme-ng==1.42" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "virtme-ng==1.42"
 fi
+# DHT tests (netns-tests/src/bin/dht-tests.rs): a private Mainline DHT made of npm
+# bittorrent-dht nodes (node + npm from Debian; the package pinned, installed once into
+# WGMESH_DHT_NODE_DIR, default /var/cache/wgmesh-tests/dht).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    need_root "nodejs npm"
+    echo "apt-get install nodejs npm"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+dht_dir=${WGMESH_DHT_NODE_DIR:-/var/cache/wgmesh-tests/dht}
+dht_version=11.0.12
+if [ "$(node -p "try{require('$dht_dir/node_modules/bittorrent-dht/package.json').version}catch(e){''}" 2>/dev/null)" != "$dht_version" ]; then
+    echo "npm install bittorrent-dht@$dht_version into $dht_dir"
+    mkdir -p "$dht_dir"
+    (cd "$dht_dir" && { [ -f package.json ] || echo '{"name":"wgmesh-test-dht","private":true}' >package.json; } &&
+        npm install --no-audit --no-fund --loglevel=error "bittorrent-dht@$dht_version" >/dev/null)
+fi

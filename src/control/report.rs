@@ -85,9 +85,42 @@ pub struct PeerReport {
     pub active: bool,
 }
 
+/// The Mainline DHT block (null with --no-dht).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DhtReport {
+    /// "starting", "bootstrapping", "ready" or "backing-off".
+    pub state: String,
+    /// Where the current (or last) bootstrap took its nodes: "persisted", "configured",
+    /// "public-routers".
+    pub bootstrap_source: Option<String>,
+    /// Failed bootstrap attempts in a row.
+    pub bootstrap_failures: u32,
+    /// Seconds until the next bootstrap attempt while backing off.
+    pub retry_in_secs: Option<u64>,
+    pub routing_table_nodes: usize,
+    /// Where the DHT nodes see this node's DHT socket, once they agree.
+    pub public_address: Option<String>,
+    pub announces: u64,
+    pub lookups: u64,
+    /// Addresses found by lookups, and how many of them were greeted.
+    pub peers_found: u64,
+    pub contacts: u64,
+    /// Sequence of the record last stored as this node's BEP 44 item.
+    pub item_sequence: Option<u64>,
+    pub items_stored: u64,
+    pub items_fetched: u64,
+    /// Fetched items that held a newer record of a quiet peer.
+    pub items_newer: u64,
+    /// Unix seconds of the last lookup.
+    pub last_lookup: Option<u64>,
+}
+
 /// Everything `wgmesh show` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ShowReport {
     pub interface: InterfaceReport,
     pub peers: Vec<PeerReport>,
+    /// The DHT block; null when the DHT is off.
+    #[serde(default)]
+    pub dht: Option<DhtReport>,
 }

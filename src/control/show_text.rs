@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{PeerReport, ShowReport};
+use super::report::{DhtReport, PeerReport, ShowReport};
 
 /// `wg`'s duration wording: "1 day, 2 hours, 5 seconds".
 pub fn pretty_duration(mut secs: u64) -> String {
@@ -134,6 +134,38 @@ fn nat_line(n: &super::report::NatReport) -> String {
     parts.join(", ")
 }
 
+fn dht_lines(out: &mut String, d: &DhtReport) {
+    let mut state = d.state.clone();
+    if let Some(src) = &d.bootstrap_source {
+        let _ = write!(state, " (bootstrap: {src})");
+    }
+    if let Some(s) = d.retry_in_secs {
+        let _ = write!(
+            state,
+            ", {} failed, retry in {}",
+            d.bootstrap_failures,
+            pretty_duration(s)
+        );
+    }
+    let _ = writeln!(out, "  dht: {state}, {} nodes", d.routing_table_nodes);
+    if let Some(a) = &d.public_address {
+        let _ = writeln!(out, "  dht public address: {a}");
+    }
+    let _ = writeln!(
+        out,
+        "  dht lookups: {} ({} announces), {} addresses found, {} greeted",
+        d.lookups, d.announces, d.peers_found, d.contacts
+    );
+    let item = d
+        .item_sequence
+        .map_or("none".to_string(), |s| format!("sequence {s}"));
+    let _ = writeln!(
+        out,
+        "  dht item: {item}, stored {} times; {} fetched, {} newer",
+        d.items_stored, d.items_fetched, d.items_newer
+    );
+}
+
 /// Renders the report; `now_unix` makes "N seconds ago" testable.
 pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let i = &report.interface;
@@ -172,6 +204,9 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
         "  peers: {} active, {} total",
         i.peers_active, i.peers_total
     );
+    if let Some(d) = &report.dht {
+        dht_lines(&mut out, d);
+    }
     for p in &report.peers {
         out.push('\n');
         peer_block(&mut out, p, now_unix);
@@ -276,6 +311,18 @@ mod tests {
                 active: true,
                 ..Default::default()
             }],
+            dht: Some(DhtReport {
+                state: "ready".into(),
+                bootstrap_source: Some("configured".into()),
+                routing_table_nodes: 8,
+                lookups: 4,
+                announces: 2,
+                peers_found: 6,
+                contacts: 2,
+                item_sequence: Some(77),
+                items_stored: 1,
+                ..Default::default()
+            }),
         };
         let text = render(&report, 1000);
         for want in [
@@ -289,6 +336,9 @@ mod tests {
             "discovered via: lan, gossip",
             "last seen: Now",
             "rtt: 1.2 ms",
+            "dht: ready (bootstrap: configured), 8 nodes",
+            "dht lookups: 4 (2 announces), 6 addresses found, 2 greeted",
+            "dht item: sequence 77, stored 1 times; 0 fetched, 0 newer",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -90,7 +90,8 @@ pub struct UpArgs {
     /// A static control endpoint to contact (repeatable), for meshes without DHT or LAN.
     #[arg(long, value_name = "HOST:PORT")]
     pub peer: Vec<String>,
-    /// DHT bootstrap nodes instead of the public routers (comma-separated).
+    /// DHT bootstrap nodes instead of the public routers (repeatable or comma-separated;
+    /// the routing table saved by the last run is tried first).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub dht_bootstrap: Option<Vec<String>>,
     /// STUN servers (repeatable or comma-separated) the daemon asks for its public address and
@@ -577,6 +578,34 @@ mod tests {
         let off = file("no-stun = true");
         let c = DaemonConfig::resolve(&UpArgs::default(), &off, None, None).unwrap();
         assert!(c.stun.is_empty());
+    }
+
+    #[test]
+    fn dht_bootstrap_is_repeatable_comma_separated_and_read_from_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            up: UpArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "up",
+            "--dht-bootstrap",
+            "192.0.2.21:6881,192.0.2.22:6881",
+            "--dht-bootstrap=dht.example:6881",
+            "--no-dht",
+        ])
+        .unwrap();
+        let c = DaemonConfig::resolve(&cli.up, &ConfigFile::default(), None, None).unwrap();
+        assert_eq!(
+            c.dht_bootstrap,
+            ["192.0.2.21:6881", "192.0.2.22:6881", "dht.example:6881"]
+        );
+        assert!(c.no_dht);
+        let f = file("dht-bootstrap = [\"192.0.2.30:6881\"]\nno-dht = false\n");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.dht_bootstrap, ["192.0.2.30:6881"]);
+        assert!(!c.no_dht);
     }
 
     #[test]

@@ -115,6 +115,7 @@ struct Shared {
     store: Arc<PeerStore>,
     view: Mutex<View>,
     dead_after: Duration,
+    dht: Mutex<Option<Arc<super::dht_task::DhtHandle>>>,
 }
 
 impl ControlHandler for Shared {
@@ -130,8 +131,14 @@ impl ControlHandler for Shared {
                         .await
                         .ok();
                     let peers = self.store.snapshot();
+                    let dht = self
+                        .dht
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .map(|d| d.report());
                     let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
-                    Response::Show(Box::new(build_report(ShowInputs {
+                    let mut report = build_report(ShowInputs {
                         interface: view.interface.clone(),
                         peers: &peers,
                         device: fresh.as_ref().or(view.device.as_ref()),
@@ -139,7 +146,9 @@ impl ControlHandler for Shared {
                         rtt_ms: &view.rtt_ms,
                         now: now_millis(),
                         dead_after: self.dead_after,
-                    })))
+                    });
+                    report.dht = dht;
+                    Response::Show(Box::new(report))
                 }
             }
         })
@@ -256,6 +265,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         store: store.clone(),
         view: Mutex::new(View::default()),
         dead_after: StoreConfig::default().dead_after,
+        dht: Mutex::new(None),
     });
     let control = ControlServer::bind(&socket_path(&config.runtime_dir, &iface)).await?;
     let control_task = tokio::spawn(control.serve(shared.clone()));
@@ -313,6 +323,19 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         }))
     };
 
+    // DHT discovery (its own task; never blocks the rest).
+    let dht = (!config.no_dht).then(|| {
+        Arc::new(super::dht_task::start_for(
+            &config,
+            &keys,
+            &identity,
+            &store,
+            &exchange,
+            &metrics,
+            record_tx.subscribe(),
+        ))
+    });
+    *shared.dht.lock().unwrap_or_else(|p| p.into_inner()) = dht.clone();
     let publisher = super::privacy::RecordPublisher::start(
         record_tx,
         config.privacy,
@@ -555,6 +578,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     None => break,
                 }
                 relay_pass!();
+                if let Some(d) = &dht { d.handshakes(&last_handshake); }
                 for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
                     let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
                 }
@@ -663,6 +687,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
             t.abort();
+        }
+        shared.dht.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(d) = dht.and_then(Arc::into_inner) {
+            d.stop().await;
         }
         save_cache_now(&cache_file, &store);
         reconciler.teardown().await;

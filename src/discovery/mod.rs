@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 mod contact;
 pub mod control_socket;
 pub mod cookie;
+pub mod dht;
 pub mod digests;
 pub mod endpoint;
 pub mod exchange;

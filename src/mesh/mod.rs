@@ -28,6 +28,7 @@
 
 pub mod collision;
 pub mod dandelion;
+pub mod dht_schedule;
 pub mod diff;
 pub mod events;
 pub mod handshake_order;
