@@ -3,6 +3,7 @@
 
 pub mod identity_cmd;
 pub mod secret_cmd;
+pub mod service_cmd;
 pub mod show_cmd;
 pub mod up_cmd;
 
@@ -45,6 +46,11 @@ pub enum Command {
     Secret(secret_cmd::SecretCommand),
     /// Print this node's WireGuard public key (creating the identity with --create).
     Identity(identity_cmd::IdentityArgs),
+    /// Install and start the systemd instance wgmesh@IFACE (unit, secret as a credential,
+    /// config) on a machine without the package; root only.
+    InstallService(service_cmd::InstallArgs),
+    /// Stop wgmesh@IFACE and remove exactly what install-service wrote; root only.
+    UninstallService(service_cmd::UninstallArgs),
 }
 
 /// Runs the parsed command line.
@@ -58,6 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => show_cmd::run(args),
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Identity(args) => identity_cmd::run(args),
+        Command::InstallService(args) => service_cmd::install(args),
+        Command::UninstallService(args) => service_cmd::uninstall(args),
     }
 }
 
