@@ -25,6 +25,9 @@ declare -A apt_pkg=(
     [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe
     [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
     [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3 [systemd]=/usr/bin/systemd-analyze
+    # package tests (netns-tests/package-tests.sh, service-vm.sh): lint and a Debian 12 chroot
+    [lintian]=/usr/bin/lintian [rpm]=/usr/bin/rpm [rpmlint]=/usr/bin/rpmlint
+    [debootstrap]=/usr/sbin/debootstrap [dpkg-dev]=/usr/bin/dpkg-shlibdeps
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done
@@ -49,3 +52,11 @@ if ! command -v vng >/dev/null; then
     python3 -m pip install -q "virtme-ng==1.42" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "virtme-ng==1.42"
 fi
+# Packaging (contrib/package.sh): pinned versions, built once (~4 min each on 2 cores).
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+    name=${tool%@*} version=${tool#*@}
+    if ! "$name" --version 2>/dev/null | grep -qF "$version"; then
+        echo "cargo install --locked $tool"
+        cargo install -q --locked "$tool"
+    fi
+done

@@ -67,3 +67,7 @@ target/debug/daemon-tests
 step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"
 cargo build --locked -q --release --workspace --bins
 target/release/hostile-tests
+step "packages: lintian, rpmlint, .deb install/upgrade/purge in a Debian 12 chroot (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+bash netns-tests/package-tests.sh
+step "the daemon under the real unit: systemd as PID 1 in a VM, wgmesh@wg0 READY, CAP_NET_ADMIN only, pinged by a second node"
+bash netns-tests/service-vm.sh
