@@ -43,11 +43,11 @@ cleanup() {
 trap cleanup EXIT
 rm -rf "$R"; mkdir -p "$R"
 if [ ! -s "$W/vmbase.tar" ]; then
-    log "building the VM root (bookworm + systemd-sysv iproute2 iputils-ping wireguard-go kmod), cached"
+    log "building the VM root (bookworm + systemd-sysv iproute2 iputils-ping wireguard-go kmod procps), cached"
     tar -C "$R" -xf "$W/bookworm.tar"
     cp /etc/resolv.conf "$R/etc/resolv.conf"
     mount -t proc proc "$R/proc"
-    in_root sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd-sysv iproute2 iputils-ping wireguard-go kmod && apt-get clean' >"$W/vmbase.log" 2>&1 ||
+    in_root sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd-sysv iproute2 iputils-ping wireguard-go kmod procps && apt-get clean' >"$W/vmbase.log" 2>&1 ||
         { tail -20 "$W/vmbase.log"; fail "apt-get in the VM root"; }
     umount "$R/proc"
     # no udev in the guest: nothing would ever bring up a serial getty
@@ -62,6 +62,7 @@ in_root dpkg -i /tmp/wgmesh.deb >/dev/null
 modprobe -S "$KVER" --show-depends wireguard | awk '$1 == "insmod" {print $2}' | while read -r ko; do
     mkdir -p "$R$(dirname "$ko")"; cp "$ko" "$R$ko"
 done
+cp /lib/modules/"$KVER"/modules.{builtin,builtin.modinfo,order} "$R/lib/modules/$KVER/"
 depmod -b "$R" "$KVER"
 # the instance: a secret as the credential file (0600 root), a config
 in_root sh -c 'umask 077; wgmesh secret new > /etc/wgmesh/wg0.secret; cp /etc/wgmesh/wg0.secret /root/peer.secret'
