@@ -58,8 +58,8 @@ fi
 tar -C "$R" -xf "$W/vmbase.tar"
 cp "$DEB" "$R/tmp/wgmesh.deb"
 in_root dpkg -i /tmp/wgmesh.deb >/dev/null
-# wireguard.ko and what it needs, for the guest kernel
-modprobe -S "$KVER" --show-depends wireguard | awk '$1 == "insmod" {print $2}' | while read -r ko; do
+# wireguard.ko, tun.ko (the userspace node's wireguard-go) and what they need, for the guest
+modprobe -S "$KVER" --show-depends -a wireguard tun | awk '$1 == "insmod" {print $2}' | while read -r ko; do
     mkdir -p "$R$(dirname "$ko")"; cp "$ko" "$R$ko"
 done
 cp /lib/modules/"$KVER"/modules.{builtin,builtin.modinfo,order} "$R/lib/modules/$KVER/"
@@ -104,6 +104,7 @@ ip -d link show wg0 | tee /root/out/wg0.txt
 grep -q wireguard /root/out/wg0.txt && grep -q 'state UP\|,UP' /root/out/wg0.txt && pass "wg0 is a kernel WireGuard interface, up" || bad "wg0 not a kernel wireguard interface"
 mesh_ip=\$(ip -4 -o addr show dev wg0 | awk '{print \$4}' | cut -d/ -f1 | head -1)
 echo "mesh ip \$mesh_ip"
+modprobe tun
 mkdir -p /root/peer-state /root/peer-run
 ip netns exec peer wgmesh up --interface wg1 --backend userspace --secret-file /root/peer.secret \\
     --state-dir /root/peer-state --runtime-dir /root/peer-run --no-dht --stun '' \\
