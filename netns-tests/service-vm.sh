@@ -105,9 +105,10 @@ grep -q wireguard /root/out/wg0.txt && grep -q 'state UP\|,UP' /root/out/wg0.txt
 mesh_ip=\$(ip -4 -o addr show dev wg0 | awk '{print \$4}' | cut -d/ -f1 | head -1)
 echo "mesh ip \$mesh_ip"
 modprobe tun
-mkdir -p /root/peer-state /root/peer-run
+# state and control socket on tmpfs: the root is a virtiofs/9p export, which has no unix sockets
+mkdir -p /run/peer-state /run/peer-run
 ip netns exec peer wgmesh up --interface wg1 --backend userspace --secret-file /root/peer.secret \\
-    --state-dir /root/peer-state --runtime-dir /root/peer-run --no-dht --stun '' \\
+    --state-dir /run/peer-state --runtime-dir /run/peer-run --no-dht --stun '' \\
     --peer 10.77.0.1:$port >/root/out/peer.log 2>&1 &
 ok=
 for i in \$(seq 1 120); do
@@ -117,6 +118,25 @@ done
 [ -n "\$ok" ] && pass "the userspace node in a namespace pings wgmesh@wg0 at \$mesh_ip (after ~\$ok s)" || bad "no ping to \$mesh_ip over the mesh"
 ip netns exec peer ping -c3 -i0.3 "\$mesh_ip" | tail -2
 systemctl stop wgmesh@wg0.service && ! ip link show wg0 >/dev/null 2>&1 && pass "stop removes wg0" || bad "stop"
+# install-service / uninstall-service against the real systemctl (the packaged unit is used)
+if wgmesh install-service --interface wg2 --secret-file /root/peer.secret --no-dht >/root/out/install.txt 2>&1 &&
+    systemctl is-enabled wgmesh@wg2.service && systemctl is-active wgmesh@wg2.service &&
+    [ "\$(stat -c '%a %U' /etc/wgmesh/wg2.secret)" = "600 root" ]; then
+    pass "install-service: wgmesh@wg2 enabled and active, secret 0600 root"
+else
+    bad "install-service"
+fi
+wgmesh install-service --interface wg2 --secret-file /root/peer.secret --no-dht >/root/out/install2.txt 2>&1 &&
+    grep -q '^unchanged' /root/out/install2.txt && ! grep -qE '^(created|replaced)' /root/out/install2.txt &&
+    pass "install-service again: idempotent (nothing written)" || bad "install-service again"
+cat /root/out/install2.txt >>/root/out/install.txt
+if wgmesh uninstall-service --interface wg2 >>/root/out/install.txt 2>&1 &&
+    ! systemctl is-enabled wgmesh@wg2.service && ! systemctl is-active wgmesh@wg2.service &&
+    [ ! -e /etc/wgmesh/wg2.secret ] && [ ! -e /etc/wgmesh/wg2.toml ] && [ ! -e /etc/wgmesh/wg2.install ]; then
+    pass "uninstall-service: wgmesh@wg2 stopped, disabled, its files gone"
+else
+    bad "uninstall-service"
+fi
 journalctl -u wgmesh@wg0.service --no-pager -o short-monotonic | tail -40 >/root/out/journal.txt
 kill %1 2>/dev/null; sleep 1
 echo done >>/root/out/result
@@ -143,7 +163,7 @@ VMPID=$!
 rc=0; wait "$VMPID" || rc=$?
 VMPID=
 log "VM boot + test + poweroff: $((SECONDS - tb)) s (vng exit $rc)"
-for f in caps.txt show.txt wg0.txt journal.txt peer.log guest.log; do
+for f in caps.txt show.txt wg0.txt journal.txt peer.log install.txt guest.log; do
     [ -s "$R/root/out/$f" ] && { echo "--- guest $f"; tail -40 "$R/root/out/$f"; }
 done
 [ -s "$R/root/out/result" ] || { sed 's/\x1b\[[0-9;]*m//g' "$W/service-vm.log" | tail -40; fail "the guest test did not run"; }
