@@ -105,9 +105,10 @@ grep -q wireguard /root/out/wg0.txt && grep -q 'state UP\|,UP' /root/out/wg0.txt
 mesh_ip=\$(ip -4 -o addr show dev wg0 | awk '{print \$4}' | cut -d/ -f1 | head -1)
 echo "mesh ip \$mesh_ip"
 modprobe tun
+ls /sys/class/net; ip netns exec peer ls /sys/class/net; grep -E ' /sys ' /proc/mounts
 # state and control socket on tmpfs: the root is a virtiofs/9p export, which has no unix sockets
 mkdir -p /run/peer-state /run/peer-run
-ip netns exec peer wgmesh up --interface wg1 --backend userspace --secret-file /root/peer.secret \\
+ip netns exec peer wgmesh --log-level debug up --interface wg1 --backend userspace --secret-file /root/peer.secret \\
     --state-dir /run/peer-state --runtime-dir /run/peer-run --no-dht --stun '' \\
     --peer 10.77.0.1:$port >/root/out/peer.log 2>&1 &
 ok=
