@@ -58,8 +58,8 @@ fi
 tar -C "$R" -xf "$W/vmbase.tar"
 cp "$DEB" "$R/tmp/wgmesh.deb"
 in_root dpkg -i /tmp/wgmesh.deb >/dev/null
-# wireguard.ko, tun.ko (the userspace node's wireguard-go) and what they need, for the guest
-modprobe -S "$KVER" --show-depends -a wireguard tun | awk '$1 == "insmod" {print $2}' | while read -r ko; do
+# wireguard.ko, tun.ko (the userspace node's wireguard-go), veth.ko and their dependencies
+modprobe -S "$KVER" --show-depends -a wireguard tun veth | awk '$1 == "insmod" {print $2}' | while read -r ko; do
     mkdir -p "$R$(dirname "$ko")"; cp "$ko" "$R$ko"
 done
 cp /lib/modules/"$KVER"/modules.{builtin,builtin.modinfo,order} "$R/lib/modules/$KVER/"
@@ -81,7 +81,7 @@ echo "uptime at test start: \$(cut -d' ' -f1 /proc/uptime) s; PID 1: \$(cat /pro
 [ "\$(cat /proc/1/comm)" = systemd ] && pass "systemd is PID 1" || bad "PID 1 is \$(cat /proc/1/comm)"
 lsmod | grep -q '^wireguard' && pass "modules-load.d loaded wireguard" || bad "wireguard not loaded"
 ip netns add peer
-ip link add v0 type veth peer name v1
+ip link add v0 type veth peer name v1 || bad "no veth pair"
 ip link set v1 netns peer
 ip addr add 10.77.0.1/24 dev v0; ip link set v0 up
 ip -n peer addr add 10.77.0.2/24 dev v1; ip -n peer link set v1 up; ip -n peer link set lo up
