@@ -26,6 +26,9 @@ declare -A apt_pkg=(
     [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
     [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3 [systemd]=/usr/bin/systemd-analyze
     [coturn]=/usr/bin/turnserver
+    # package tests (netns-tests/package-tests.sh, service-vm.sh): lint and a Debian 12 chroot
+    [lintian]=/usr/bin/lintian [rpm]=/usr/bin/rpm [rpmlint]=/usr/bin/rpmlint
+    [debootstrap]=/usr/sbin/debootstrap [dpkg-dev]=/usr/bin/dpkg-shlibdeps
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done
@@ -71,3 +74,11 @@ if [ "$(node -p "try{require('$dht_dir/node_modules/bittorrent-dht/package.json'
     (cd "$dht_dir" && { [ -f package.json ] || echo '{"name":"wgmesh-test-dht","private":true}' >package.json; } &&
         npm install --no-audit --no-fund --loglevel=error "bittorrent-dht@$dht_version" >/dev/null)
 fi
+# Packaging (contrib/package.sh): pinned versions, built once (~4 min each on 2 cores).
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+    name=${tool%@*} version=${tool#*@}
+    if ! "$name" --version 2>/dev/null | grep -qF "$version"; then
+        echo "cargo install --locked $tool"
+        cargo install -q --locked "$tool"
+    fi
+done

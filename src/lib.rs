@@ -15,3 +15,4 @@ pub mod identity;
 pub mod mesh;
 pub mod platform;
 pub mod proto;
+pub mod service;

@@ -4,6 +4,7 @@
 pub mod identity_cmd;
 pub mod netcheck_cmd;
 pub mod secret_cmd;
+pub mod service_cmd;
 pub mod show_cmd;
 pub mod up_cmd;
 
@@ -49,6 +50,11 @@ pub enum Command {
     /// Check this host's NAT and connectivity with STUN (no daemon needed): public addresses,
     /// mapping and filtering behaviour, per-server latency.
     Netcheck(netcheck_cmd::NetcheckArgs),
+    /// Install and start the systemd instance wgmesh@IFACE (unit, secret as a credential,
+    /// config) on a machine without the package; root only.
+    InstallService(service_cmd::InstallArgs),
+    /// Stop wgmesh@IFACE and remove exactly what install-service wrote; root only.
+    UninstallService(service_cmd::UninstallArgs),
 }
 
 /// Runs the parsed command line.
@@ -63,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Identity(args) => identity_cmd::run(args),
         Command::Netcheck(args) => netcheck_cmd::run(args),
+        Command::InstallService(args) => service_cmd::install(args),
+        Command::UninstallService(args) => service_cmd::uninstall(args),
     }
 }
 
