@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod device_fallback;
+pub mod gossip_task;
 pub mod local;
 pub mod node;
 pub mod notify;

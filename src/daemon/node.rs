@@ -278,6 +278,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     )
     .await?;
     let exchange_tasks = exchange.start();
+    let gossip_task = super::gossip_task::spawn(exchange.clone());
     let (lan_addresses_tx, lan_addresses) = watch::channel(lan_ipv4(&host_addresses));
     let lan_task = if config.no_lan_discovery {
         None
@@ -536,6 +537,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             .send_goodbye(&goodbye, &exchange.goodbye_targets())
             .await;
         tracing::info!(peers = told, "said goodbye");
+        gossip_task.abort();
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
             t.abort();
@@ -605,7 +607,7 @@ fn greet_new_peer(store: &PeerStore, exchange: &ControlSocket, key: &WgKey) {
         return;
     }
     if let Some(ep) = entry.endpoint_addr() {
-        exchange.send_hello_to(SocketAddr::new(ep.ip(), entry.record.control_port));
+        exchange.introduce_to(SocketAddr::new(ep.ip(), entry.record.control_port));
     }
 }
 
@@ -653,7 +655,7 @@ fn republish(
             *local_sequence = record.sequence;
             let _ = record_tx.send(signed);
             for p in store.active(now_millis()) {
-                exchange.send_hello_to(SocketAddr::new(
+                exchange.introduce_to(SocketAddr::new(
                     p.record.mesh_ipv4.into(),
                     p.record.control_port,
                 ));

@@ -7,6 +7,7 @@ pub mod cbor;
 pub mod derive;
 pub mod envelope;
 pub mod exchange;
+pub mod filter;
 pub mod keys;
 pub mod messages;
 pub mod record;
