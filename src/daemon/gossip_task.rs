@@ -22,7 +22,8 @@ async fn run(socket: ControlSocket) {
         let wait = policy.next_at().since(unix_now());
         tokio::time::sleep(wait).await;
         let now = unix_now();
-        policy.round(now, socket.learned(), &mut rng);
+        let (learned, behind) = socket.gossip_news();
+        policy.round(now, learned, behind, &mut rng);
         let peer = pick_peer(socket.store(), now, &mut rng);
         if let Some(to) = peer {
             tracing::trace!(to = %to, catching_up = policy.catching_up(), "gossip round");

@@ -95,9 +95,11 @@ impl ControlSocket {
         send_hello_once(&self.inner, canonical(dst), Purpose::AntiEntropy).await;
     }
 
-    /// Records the exchange took as new or newer so far (the gossip cadence reads it).
-    pub fn learned(&self) -> u64 {
-        lock(&self.inner.engine).learned()
+    /// What the gossip cadence reads: records the exchange took as new or newer so far, and
+    /// received filters that showed this node behind.
+    pub fn gossip_news(&self) -> (u64, u64) {
+        let engine = lock(&self.inner.engine);
+        (engine.learned(), engine.behind())
     }
 
     /// The peer store the socket feeds.

@@ -20,6 +20,7 @@ use crate::mesh::{
     UpdateOutcome, WgKey, short_key,
 };
 use crate::proto::exchange::{Digest, Hello, Probe, Records, Reply};
+use crate::proto::filter::PeerFilter;
 use crate::proto::messages::{Message, MessageError, SignedGoodbye};
 use crate::proto::{MeshKeys, NodeRecord, RecordError, RecordVerifier, SignedRecord};
 
@@ -105,6 +106,9 @@ pub struct Engine {
     /// Records the store took as new or newer (not merely another method for a held one), from
     /// any exchange: the gossip cadence reads it.
     learned: u64,
+    /// Filters received that showed the other side holding more peers in their range than this
+    /// node does (it is still behind): the gossip cadence reads it too.
+    behind: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -124,6 +128,7 @@ impl Engine {
             mesh,
             cursor: 0,
             learned: 0,
+            behind: 0,
         }
     }
 
@@ -139,6 +144,20 @@ impl Engine {
     /// Records taken as new or newer so far (monotonic).
     pub fn learned(&self) -> u64 {
         self.learned
+    }
+
+    /// Received filters that showed this node behind so far (monotonic).
+    pub fn behind(&self) -> u64 {
+        self.behind
+    }
+
+    /// Notes whether `theirs` (from `other`) shows more peers than this node holds in its range
+    /// (they hold this node and not themselves; this node the reverse: one either way is even).
+    fn compare(&mut self, local: &Local<'_>, theirs: &PeerFilter, other: &WgKey) {
+        let mine = count_in(local.store, theirs.lo, theirs.hi, Some(other));
+        if theirs.count > mine + 1 {
+            self.behind += 1;
+        }
     }
 
     /// Whether `addr` is a mesh address (a message from it came through the tunnel).
@@ -264,6 +283,7 @@ impl Engine {
         );
         let (wanted, digests, filter) = match &hello.filter {
             Some(theirs) => {
+                self.compare(local, theirs, &sender);
                 let keys = self.pick(lacking(local.store, theirs, Some(&sender)));
                 let wanted = signed_of(local.store, &keys);
                 let bare = Reply {
@@ -353,6 +373,7 @@ impl Engine {
             .note_responder(src, &reply.challenge, responder, now);
         let (wanted, lack) = match &reply.filter {
             Some(theirs) => {
+                self.compare(local, theirs, &responder);
                 let keys = self.pick(lacking(local.store, theirs, Some(&responder)));
                 let lack = Lack::Count {
                     lo: theirs.lo,

@@ -27,6 +27,10 @@ pub struct GossipConfig {
     pub catch_up_every: Duration,
     /// Fruitless rounds in a row after which the normal interval resumes.
     pub patience: u32,
+    /// Rounds in a row that only a peer's filter showing more peers (nothing learned yet) may
+    /// keep at the catch-up pace (bounds the pace when a difference never resolves, e.g. a
+    /// full store).
+    pub behind_rounds: u32,
 }
 
 impl Default for GossipConfig {
@@ -35,6 +39,7 @@ impl Default for GossipConfig {
             every: GOSSIP_EVERY,
             catch_up_every: CATCH_UP_EVERY,
             patience: 3,
+            behind_rounds: 12,
         }
     }
 }
@@ -45,7 +50,9 @@ pub struct GossipPolicy {
     config: GossipConfig,
     next_at: Millis,
     learned_at_last_round: u64,
+    behind_at_last_round: u64,
     fruitless: u32,
+    only_behind: u32,
 }
 
 /// `d` ± 10 %, from `rng`.
@@ -65,7 +72,9 @@ impl GossipPolicy {
             config,
             next_at: now + jitter(config.catch_up_every, rng),
             learned_at_last_round: 0,
+            behind_at_last_round: 0,
             fruitless: 0,
+            only_behind: 0,
         }
     }
 
@@ -80,14 +89,22 @@ impl GossipPolicy {
     }
 
     /// Runs a round at `now`: `learned` is the engine's monotonic count of records taken
-    /// (`Engine::learned`); schedules the next round (catch-up pace while rounds are fruitful).
-    pub fn round(&mut self, now: Millis, learned: u64, rng: &mut dyn RngCore) {
+    /// (`Engine::learned`), `behind` its count of filters that showed this node behind
+    /// (`Engine::behind`); schedules the next round (catch-up pace while rounds are fruitful:
+    /// something was learned, or a peer showed more for at most `behind_rounds` rounds).
+    pub fn round(&mut self, now: Millis, learned: u64, behind: u64, rng: &mut dyn RngCore) {
         if learned > self.learned_at_last_round {
             self.fruitless = 0;
+            self.only_behind = 0;
+        } else if behind > self.behind_at_last_round && self.only_behind < self.config.behind_rounds
+        {
+            self.fruitless = 0;
+            self.only_behind += 1;
         } else {
             self.fruitless = self.fruitless.saturating_add(1);
         }
         self.learned_at_last_round = learned;
+        self.behind_at_last_round = behind;
         let every = if self.catching_up() {
             self.config.catch_up_every
         } else {
@@ -157,22 +174,34 @@ mod tests {
         let mut now = p.next_at();
         // Fruitful rounds: ~0.5 s apart.
         for learned in 1..5 {
-            p.round(now, learned, &mut rng);
+            p.round(now, learned, 0, &mut rng);
             assert!(p.next_at().since(now) <= Duration::from_millis(550));
             now = p.next_at();
         }
         // Three fruitless rounds: back to ~10 s.
         for _ in 0..2 {
-            p.round(now, 4, &mut rng);
+            p.round(now, 4, 0, &mut rng);
             assert!(p.catching_up());
             now = p.next_at();
         }
-        p.round(now, 4, &mut rng);
+        p.round(now, 4, 0, &mut rng);
         let gap = p.next_at().since(now);
         assert!(
             gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
             "{gap:?}"
         );
+        assert!(!p.catching_up());
+        // A peer showing more keeps the pace, but not forever.
+        let mut behind = 0;
+        for _ in 0..12 {
+            behind += 1;
+            p.round(now, 4, behind, &mut rng);
+            assert!(p.catching_up());
+        }
+        for _ in 0..3 {
+            behind += 1;
+            p.round(now, 4, behind, &mut rng);
+        }
         assert!(!p.catching_up());
         p.wake(now, &mut rng);
         assert!(p.next_at().since(now) <= Duration::from_millis(550));

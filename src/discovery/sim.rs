@@ -560,8 +560,8 @@ impl Sim {
         let now = self.now;
         let to = {
             let node = &mut self.nodes[i];
-            let learned = node.engine.learned();
-            node.gossip.round(now, learned, &mut node.rng);
+            let (learned, behind) = (node.engine.learned(), node.engine.behind());
+            node.gossip.round(now, learned, behind, &mut node.rng);
             pick_peer(&node.store, now, &mut node.rng)
         };
         let next = self.nodes[i].gossip.next_at();
