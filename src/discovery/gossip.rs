@@ -3,8 +3,9 @@
 //! PROTOCOL.md §8) with one random active peer over the tunnel, to its mesh address's control
 //! port. Every [`GossipConfig::every`] (10 s) normally; every [`GossipConfig::catch_up_every`]
 //! (0.5 s) while rounds are fruitful (the store took new or newer records since the last
-//! round), so a node that joins a large mesh catches up in seconds, then falls back once
-//! [`GossipConfig::patience`] rounds in a row brought nothing. Rounds are jittered so nodes
+//! round), so a node that joins a large mesh catches up in seconds; once
+//! [`GossipConfig::patience`] rounds in a row brought nothing the interval doubles per
+//! fruitless round back to the normal one. Rounds are jittered so nodes
 //! started together do not stay in step. The daemon (`daemon::gossip_task`) and the
 //! simulation (`sim`) drive it with their clocks.
 
@@ -83,6 +84,20 @@ impl GossipPolicy {
         self.next_at
     }
 
+    /// The interval after this round: the catch-up pace while fruitful, then doubling with
+    /// every further fruitless round up to the normal interval (a node still missing a few
+    /// records keeps trying for a while; an idle mesh settles at the normal pace in ~15 s).
+    fn interval(&self) -> Duration {
+        if self.catching_up() {
+            return self.config.catch_up_every;
+        }
+        let doublings = (self.fruitless - self.config.patience + 1).min(16);
+        self.config
+            .catch_up_every
+            .saturating_mul(1 << doublings)
+            .min(self.config.every)
+    }
+
     /// Whether rounds run at the catch-up pace now.
     pub fn catching_up(&self) -> bool {
         self.fruitless < self.config.patience
@@ -105,12 +120,7 @@ impl GossipPolicy {
         }
         self.learned_at_last_round = learned;
         self.behind_at_last_round = behind;
-        let every = if self.catching_up() {
-            self.config.catch_up_every
-        } else {
-            self.config.every
-        };
-        self.next_at = now + jitter(every, rng);
+        self.next_at = now + jitter(self.interval(), rng);
     }
 
     /// Something new arrived from elsewhere (e.g. the node's own record changed): back to the
@@ -178,19 +188,26 @@ mod tests {
             assert!(p.next_at().since(now) <= Duration::from_millis(550));
             now = p.next_at();
         }
-        // Three fruitless rounds: back to ~10 s.
+        // Fruitless rounds: still catching up twice more, then the interval doubles up to ~10 s.
         for _ in 0..2 {
             p.round(now, 4, 0, &mut rng);
             assert!(p.catching_up());
             now = p.next_at();
         }
-        p.round(now, 4, 0, &mut rng);
-        let gap = p.next_at().since(now);
-        assert!(
-            gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
-            "{gap:?}"
-        );
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            p.round(now, 4, 0, &mut rng);
+            gaps.push(p.next_at().since(now).as_millis() / 100);
+            now = p.next_at();
+        }
         assert!(!p.catching_up());
+        // ~1, 2, 4, 8, 10, 10 s (± 10 %), in tenths.
+        for (gap, want) in gaps.iter().zip([10u128, 20, 40, 80, 100, 100]) {
+            assert!(
+                gap * 10 >= want * 9 - 10 && gap * 10 <= want * 11,
+                "{gaps:?}"
+            );
+        }
         // A peer showing more keeps the pace, but not forever.
         let mut behind = 0;
         for _ in 0..12 {
