@@ -304,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn hellos_with_filters_beyond_the_limits_are_refused() {
+        let hello = |filter: PeerFilter| Hello {
+            challenge: [1; 16],
+            record: rec(1, 10),
+            digests: vec![],
+            cookie: None,
+            filter: Some(filter),
+        };
+        let ok = PeerFilter::new(0, u64::MAX, 1, 6, 900);
+        assert!(Hello::decode(&hello(ok.clone()).encode()).is_ok());
+        let mut big = ok.clone();
+        big.bits = vec![0; crate::proto::filter::MAX_FILTER_BYTES + 1];
+        assert!(Hello::decode(&hello(big).encode()).is_err());
+        let mut hashes = ok.clone();
+        hashes.hashes = 17;
+        assert!(Hello::decode(&hello(hashes).encode()).is_err());
+        let mut inverted = ok;
+        inverted.lo = 5;
+        inverted.hi = 4;
+        assert!(Hello::decode(&hello(inverted).encode()).is_err());
+    }
+
+    #[test]
     fn too_many_digests_are_refused() {
         let h = Hello {
             challenge: [1; 16],
