@@ -1,6 +1,7 @@
 //! Outgoing hellos: a hello session per destination (a hello every 100 ms until a reply
-//! arrives or 4 s pass — it doubles as a hole punch), and the static peers (`--peer
-//! HOST:PORT`), resolved and greeted at start and every 30 s.
+//! arrives or 4 s pass — it doubles as a hole punch), anti-entropy or introduction only, single
+//! gossip hellos, and the static peers (`--peer HOST:PORT`), resolved and greeted at start and
+//! every 30 s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,7 +109,6 @@ impl ControlSocket {
     }
 }
 
-/// Sends one hello to `dst` with a fresh challenge.
 /// What a hello is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -118,6 +118,7 @@ enum Purpose {
     Introduction,
 }
 
+/// Sends one hello to `dst` with a fresh challenge.
 async fn send_hello_once(inner: &Inner, dst: SocketAddr, purpose: Purpose) {
     let hello = {
         let record = inner.local_record();
