@@ -31,7 +31,8 @@ fn main() {
             greet,
             ..SimConfig::default()
         };
-        // Experiments: WGMESH_SIM_CATCH_UP_MS, WGMESH_SIM_PATIENCE, WGMESH_SIM_RECORDS_MESSAGES.
+        // Experiments: WGMESH_SIM_CATCH_UP_MS, WGMESH_SIM_PATIENCE, WGMESH_SIM_RECORDS_MESSAGES,
+        // WGMESH_SIM_GREET_BELOW (greet only while holding fewer peers).
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         if let Some(ms) = env("WGMESH_SIM_CATCH_UP_MS") {
             config.gossip.catch_up_every = std::time::Duration::from_millis(ms);
@@ -41,6 +42,9 @@ fn main() {
         }
         if let Some(m) = env("WGMESH_SIM_RECORDS_MESSAGES") {
             config.exchange.max_records_messages = m as usize;
+        }
+        if let Some(n) = env("WGMESH_SIM_GREET_BELOW") {
+            config.greet_below = n as usize;
         }
         let report = run(config);
         println!(

@@ -55,3 +55,8 @@ bash netns-tests/platform-tests.sh
 step "daemon tests: real wgmesh processes in namespaces (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 cargo build --locked -q --workspace --bins
 target/debug/daemon-tests
+step "relay fallback: failover through an introducer and back (routed namespaces)"
+target/debug/relay-tests
+step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"
+cargo build --locked -q --release --workspace --bins
+target/release/hostile-tests

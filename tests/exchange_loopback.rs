@@ -156,6 +156,8 @@ async fn node_with(
             metrics: metrics.clone(),
             local_record: record_rx,
             probe_replies,
+            relay_notices: None,
+            rendezvous: None,
         },
     )
     .await

@@ -8,7 +8,7 @@ use wgmesh::identity::NodeIdentity;
 use wgmesh::proto::cbor::{self, CborError};
 use wgmesh::proto::envelope::{self, EnvelopeError, MessageType};
 use wgmesh::proto::keys::BindingError;
-use wgmesh::proto::messages::{Goodbye, Message, MessageError};
+use wgmesh::proto::messages::{Goodbye, Message, MessageError, Stem};
 use wgmesh::proto::record::{
     EndpointCandidate, EndpointKind, NatType, NodeRecord, RECORD_DOMAIN, RecordError,
     RecordVerifier, SignedRecord, signing_message,
@@ -167,6 +167,14 @@ fn every_hostile_datagram_is_rejected_with_its_reason() {
     bad_magic[3] = b'1';
     let mut unknown_type = valid.clone();
     unknown_type[4] = 0xff;
+    let stem = |hop: u8| {
+        let record = f
+            .record()
+            .sign(f.keys.network_id(), |m| f.alice.sign(m))
+            .unwrap();
+        let payload = Message::Stem(Stem { record, hop }).encode_payload();
+        envelope::seal(f.keys.control_key(), MessageType::Stem, &payload).unwrap()
+    };
     let mut retyped = valid.clone();
     retyped[4] = MessageType::Goodbye as u8;
     let wrong_mesh = Message::Announce {
@@ -216,7 +224,11 @@ fn every_hostile_datagram_is_rejected_with_its_reason() {
         ("payload with trailing bytes", payload_datagram(&[0xa0, 0x00]), None, CborError::TrailingBytes.into()),
         ("payload an array", payload_datagram(&[0x80]), None, CborError::NotAMap.into()),
         ("announce without record", payload_datagram(&[0xa0]), None, CborError::Missing(1).into()),
-        ("stem is not handled here", envelope::seal(f.keys.control_key(), MessageType::Stem, &[0xa0]).unwrap(), None, MessageError::UnexpectedType(MessageType::Stem)),
+        ("gossip digest is not handled here", envelope::seal(f.keys.control_key(), MessageType::GossipDigest, &[0xa0]).unwrap(), None, MessageError::UnexpectedType(MessageType::GossipDigest)),
+        ("rendezvous offer without its peer key", envelope::seal(f.keys.control_key(), MessageType::RendezvousOffer, &[0xa0]).unwrap(), None, MessageError::Malformed(CborError::Missing(1))),
+        ("stem without record", envelope::seal(f.keys.control_key(), MessageType::Stem, &[0xa0]).unwrap(), None, CborError::Missing(1).into()),
+        ("stem at hop 0", stem(0), None, CborError::WrongType(2).into()),
+        ("stem beyond hop 4", stem(5), None, CborError::WrongType(2).into()),
         ("hello without challenge", envelope::seal(f.keys.control_key(), MessageType::Hello, &[0xa0]).unwrap(), None, rec_err(RecordError::Malformed(CborError::Missing(1)))),
         ("signature by another key", f.announce(&f.sign_body(&f.mallory, &f.keys, f.record().encode_body())), None, rec_err(RecordError::BadSignature)),
         ("signed for another network id", f.announce(&f.sign_body(&f.alice, &f.other_keys, f.record().encode_body())), None, rec_err(RecordError::BadSignature)),

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use wgmesh::identity::NodeIdentity;
+use wgmesh::mesh::Millis;
+use wgmesh::mesh::dandelion::epoch_of;
 use wgmesh::proto::envelope::{self, MessageType};
-use wgmesh::proto::messages::{Goodbye, Message};
+use wgmesh::proto::messages::{Goodbye, Message, Stem};
 use wgmesh::proto::record::{EndpointCandidate, EndpointKind, NatType, NodeRecord, RecordVerifier};
 use wgmesh::proto::{MeshKeys, MeshSecret};
 
@@ -78,6 +80,11 @@ fn build_vectors() -> Value {
         sequence: 1_700_000_000_001,
     }
     .sign(keys.network_id(), |m| identity.sign(m));
+    let epoch = epoch_of(Millis(record.sequence));
+    let stem = Message::Stem(Stem {
+        record: signed.clone(),
+        hop: 1,
+    });
     let passphrase = MeshSecret::parse("correct horse battery staple").unwrap();
     json!({
         "mesh_secret": {
@@ -120,6 +127,11 @@ fn build_vectors() -> Value {
         "goodbye": {
             "body": hex::encode(&goodbye.body),
             "signature": hex::encode(goodbye.signature),
+        },
+        "dandelion": {
+            "epoch": epoch,
+            "epoch_seed": hex::encode(keys.dandelion_epoch_seed(epoch)),
+            "stem_payload_hop1": hex::encode(stem.encode_payload()),
         },
     })
 }

@@ -4,7 +4,8 @@ from the spec with other libraries (PyNaCl/libsodium, cryptography, argon2-cffi,
 checks the Rust implementation two ways:
 
 1. docs/test-vectors.json: every derived value, the libsodium Ed25519->X25519 conversion, the
-   record and goodbye signatures, the record's CBOR fields, and the sealed announce envelope.
+   record and goodbye signatures, the record's CBOR fields, the sealed announce envelope, and
+   the Dandelion++ epoch seed and stem payload.
 2. `wgmesh secret inspect --json` for generated secrets, passphrases, v1 URIs, several hours,
    several peer keys and custom subnets: output must equal this implementation's.
 
@@ -68,7 +69,7 @@ def derive(s, subnet=None):
     d = {k: hkdf(s, k, n) for k, n in [
         ("network-id", 32), ("control-key", 32), ("wireguard-psk", 32), ("ipv4-subnet", 2),
         ("ipv6-prefix", 7), ("lan-group", 2), ("control-port", 2), ("address-key", 32),
-        ("dht-key", 32), ("registry-id", 8)]}
+        ("dht-key", 32), ("registry-id", 8), ("dandelion-key", 32)]}
     d["subnet"] = ipaddress.IPv4Network(subnet) if subnet else \
         ipaddress.IPv4Network(f"10.{d['ipv4-subnet'][0]}.0.0/16")
     d["prefix"] = b"\xfd" + d["ipv6-prefix"]
@@ -189,6 +190,15 @@ def check_vectors():
     except Exception as e:  # noqa: BLE001
         check("goodbye signature verifies", False, str(e))
     check("goodbye fields", cbor2.loads(gbody) == {0: 2, 1: pk, 2: wg, 3: 1700000000001})
+
+    dd = v["dandelion"]
+    check("dandelion epoch = floor(ms / 600000)", dd["epoch"] == 1700000000000 // 600000)
+    check("dandelion epoch seed",
+          hmac.new(d["dandelion-key"], dd["epoch"].to_bytes(8, "big"), hashlib.sha256).hexdigest()
+          == dd["epoch_seed"])
+    check("stem payload = {1: signed record, 2: hop}",
+          cbor2.loads(bytes.fromhex(dd["stem_payload_hop1"])) == {1: [body, sig], 2: 1}
+          and cbor2.dumps({1: [body, sig], 2: 1}).hex() == dd["stem_payload_hop1"])
 
 
 # ---------------------------------------------------------------- 2. secret inspect --json

@@ -51,7 +51,12 @@ pub struct LanSite {
 
 impl LanSite {
     pub fn new(lab: &Lab) -> Self {
-        let bridge_ns = lab.add_ns("br");
+        Self::named(lab, "br")
+    }
+
+    /// A LAN whose bridge namespace is `name` (several LANs in one lab).
+    pub fn named(lab: &Lab, name: &str) -> Self {
+        let bridge_ns = lab.add_ns(name);
         sh(
             "ip",
             &["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"],
@@ -67,8 +72,33 @@ impl LanSite {
 
     /// A host namespace named `name` with LAN address 10.77.0.(10+i).
     pub fn host_named(&self, lab: &Lab, name: &str, i: u8) -> (String, IpAddr) {
-        let ns = lab.add_ns(name);
+        let ns = self.attach(lab, name);
         let addr = format!("10.77.0.{}", 10 + u32::from(i));
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ],
+        );
+        (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
+    }
+
+    /// A host namespace named `name` on the LAN with no IPv4 address: only the IPv6
+    /// link-local address the kernel gives `eth0` (duplicate address detection off, so it is
+    /// usable at once).
+    pub fn host_link_local_only(&self, lab: &Lab, name: &str) -> String {
+        self.attach(lab, name)
+    }
+
+    /// A new namespace `name` whose `eth0` is a port of the bridge, up.
+    fn attach(&self, lab: &Lab, name: &str) -> String {
+        let ns = lab.add_ns(name);
         let mut port = format!("p{name}");
         port.truncate(15);
         sh(
@@ -96,17 +126,17 @@ impl LanSite {
         sh(
             "ip",
             &[
-                "-n",
+                "netns",
+                "exec",
                 &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv6.conf.eth0.accept_dad=0",
             ],
         );
         sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        (ns, addr.parse().unwrap_or(IpAddr::from([10, 77, 0, 10])))
+        ns
     }
 }
 
@@ -346,6 +376,17 @@ impl Node {
 
     /// A metric's value from the node's /metrics endpoint.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metric_line(name, |rest| rest.starts_with([' ', '{']))
+    }
+
+    /// The value of `name{labels}` (e.g. `reason="decrypt"`), 0 when the series is absent.
+    pub fn metric_with(&self, name: &str, labels: &str) -> f64 {
+        let series = format!("{{{labels}}} ");
+        self.metric_line(name, |rest| rest.starts_with(&series))
+            .unwrap_or(0.0)
+    }
+
+    fn metric_line(&self, name: &str, matches: impl Fn(&str) -> bool) -> Option<f64> {
         let out = sh(
             "ip",
             &[
@@ -361,7 +402,7 @@ impl Node {
             ],
         );
         out.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .find(|l| l.starts_with(name) && matches(&l[name.len()..]))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     }
@@ -405,4 +446,69 @@ impl Drop for Node {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A `/proc/<pid>/status` field in KiB (e.g. `VmRSS:`), 0 when unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The mesh's derived control port, from `wgmesh secret inspect --json`.
+pub fn control_port(secret: &Path) -> u16 {
+    let out = sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["control_port"].as_u64().unwrap_or(0) as u16
+}
+
+/// Every ordered pair pings over mesh IPv4 and IPv6 within `limit`.
+pub fn all_pairs_ping(nodes: &[&Node], limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    for a in nodes {
+        for b in nodes {
+            if a.name == b.name {
+                continue;
+            }
+            let (v4, v6) = b.mesh_ips();
+            for ip in [&v4, &v6] {
+                let left = limit.saturating_sub(t0.elapsed());
+                let t_pair = Instant::now();
+                let ok = a.wait_ping(ip, left).is_some();
+                if t_pair.elapsed() > Duration::from_millis(900) {
+                    println!(
+                        "    (slow pair: {} -> {} at {ip}: {:.1} s)",
+                        a.name,
+                        b.name,
+                        t_pair.elapsed().as_secs_f64()
+                    );
+                }
+                if !ok {
+                    panic!(
+                        "{} cannot ping {} at {ip} within {limit:?}\n--- {} log:\n{}\n--- {} log:\n{}",
+                        a.name,
+                        b.name,
+                        a.name,
+                        a.log_tail(25),
+                        b.name,
+                        b.log_tail(25)
+                    );
+                }
+            }
+        }
+    }
+    t0.elapsed()
 }

@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod daemon;
+pub mod hostile;
 pub mod keys;
 pub mod lab;
 pub mod nsexec;

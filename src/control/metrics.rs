@@ -73,6 +73,11 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Control datagrams or records dropped, by reason.",
     ),
     (
+        "wgmesh_stems_total",
+        Kind::Counter,
+        "Dandelion++ stems handled, by action (forward, fluff, embargo_fluff, stem_known, own_record).",
+    ),
+    (
         "wgmesh_events_dropped_total",
         Kind::Counter,
         "Peer-store events lost by a lagging subscriber.",

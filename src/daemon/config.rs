@@ -77,6 +77,10 @@ pub struct UpArgs {
     /// Do not use the BitTorrent Mainline DHT.
     #[arg(long)]
     pub no_dht: bool,
+    /// Announce privacy (Dandelion++): send this node's new records along a stem of relays
+    /// first, so the mesh learns them from another node.
+    #[arg(long)]
+    pub privacy: bool,
     /// Do not configure mesh IPv6 addresses.
     #[arg(long)]
     pub no_ipv6: bool,
@@ -125,6 +129,7 @@ pub struct ConfigFile {
     pub no_punching: Option<bool>,
     pub no_lan_discovery: Option<bool>,
     pub no_dht: Option<bool>,
+    pub privacy: Option<bool>,
     pub no_ipv6: Option<bool>,
     pub peer: Option<Vec<String>>,
     pub dht_bootstrap: Option<Vec<String>>,
@@ -171,6 +176,7 @@ pub struct DaemonConfig {
     pub no_punching: bool,
     pub no_lan_discovery: bool,
     pub no_dht: bool,
+    pub privacy: bool,
     pub no_ipv6: bool,
     pub static_peers: Vec<String>,
     pub dht_bootstrap: Vec<String>,
@@ -361,6 +367,7 @@ impl DaemonConfig {
             no_punching: flag(args.no_punching, file.no_punching),
             no_lan_discovery: flag(args.no_lan_discovery, file.no_lan_discovery),
             no_dht: flag(args.no_dht, file.no_dht),
+            privacy: flag(args.privacy, file.privacy),
             no_ipv6: flag(args.no_ipv6, file.no_ipv6),
             static_peers: if args.peer.is_empty() {
                 file.peer.clone().unwrap_or_default()
@@ -433,6 +440,7 @@ impl DaemonConfig {
             false,
         );
         note(self.no_dht != new.no_dht, "no-dht", false);
+        note(self.privacy != new.privacy, "privacy", false);
         note(self.no_ipv6 != new.no_ipv6, "no-ipv6", false);
         note(self.static_peers != new.static_peers, "peer", false);
         note(
@@ -489,6 +497,7 @@ mod tests {
             advertise-routes = ["192.168.7.0/24"]
             accept-routes = ["10.20.0.0/16", "0.0.0.0/0"]
             introducer = true
+            privacy = true
             peer = ["198.51.100.7:51900"]
             log-level = "debug"
             secret-file = "/etc/wgmesh/mesh0.secret"
@@ -505,6 +514,7 @@ mod tests {
             "WGMESH_BACKEND overrides flag and file"
         );
         assert!(c.introducer);
+        assert!(c.privacy);
         assert_eq!(c.static_peers, vec!["198.51.100.7:51900".to_string()]);
         assert_eq!(c.log_level, "debug");
         assert_eq!(

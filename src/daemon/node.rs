@@ -24,6 +24,7 @@ use crate::control::server::{ControlHandler, ControlServer, ResponseFuture};
 use crate::discovery::control_socket::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ProbeReplyEvent,
 };
+use crate::discovery::relay_notice::RelayNoticeEvent;
 use crate::identity::NodeIdentity;
 use crate::mesh::{
     AddressCheck, HandshakeAction, HandshakeMonitor, HandshakeSample, HealthView, LocalPlanConfig,
@@ -42,8 +43,13 @@ use crate::proto::{
 const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(100);
 /// Safety-net reconcile interval.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// WireGuard handshake/transfer sampling interval.
-const HEALTH_EVERY: Duration = Duration::from_secs(20);
+/// WireGuard device sampling interval (transfer growth, suspect paths, relay passes).
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Sampling interval while traffic flows (a cut path is noticed within a second).
+const SAMPLE_EVERY_WITH_TRAFFIC: Duration = Duration::from_secs(1);
+/// How often the handshake monitor judges (the core's stale rules count judgements 20 s
+/// apart).
+const JUDGE_HANDSHAKES_EVERY: Duration = Duration::from_secs(20);
 /// Store cleanup interval.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 /// Periodic cache save.
@@ -263,6 +269,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
 
     // 4. Peer exchange on the control port (static peers greeted at start and every 30 s).
     let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeReplyEvent>(256);
+    let (notice_tx, mut notice_rx) = mpsc::channel::<RelayNoticeEvent>(64);
     let exchange = ControlSocket::bind(
         ControlSocketConfig {
             static_peers: config.static_peers.clone(),
@@ -274,6 +281,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             metrics: metrics.clone(),
             local_record: record_rx,
             probe_replies: Some(probe_tx),
+            relay_notices: Some(notice_tx),
+            rendezvous: None,
         },
     )
     .await?;
@@ -289,6 +298,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             metrics: metrics.clone(),
             local_record: record_tx.subscribe(),
             lan_addresses,
+            mesh_interface: config.interface.clone(),
         };
         Some(tokio::spawn(async move {
             if let Err(e) = crate::discovery::lan::run_lan_discovery(deps).await {
@@ -296,6 +306,13 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             }
         }))
     };
+
+    let publisher = super::privacy::RecordPublisher::start(
+        record_tx,
+        config.privacy,
+        store.clone(),
+        exchange.clone(),
+    );
 
     // 5. Plan configuration.
     let local_nets = local_networks(&host_addresses, v4.trunc(), v6.trunc());
@@ -364,7 +381,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         std::process::exit(130);
     });
     let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
-    let mut health_tick = tokio::time::interval(HEALTH_EVERY);
+    let mut health_tick = tokio::time::interval(SAMPLE_EVERY);
     let mut cleanup_tick = tokio::time::interval(CLEANUP_EVERY);
     let mut cache_tick = tokio::time::interval(CACHE_EVERY);
     for t in [
@@ -380,6 +397,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut probe_tick = tokio::time::interval(PROBE_EVERY);
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
+    let mut relaying = super::relaying::Relaying::default();
+    let mut last_judged: Option<tokio::time::Instant> = None;
+    let own_key = identity.wireguard_public();
     // The probe tick only runs while some peer needs probing (re-armed by health and
     // reconcile), so an idle mesh does not wake up every second.
     let mut probing = true;
@@ -405,6 +425,31 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     super::notify::ready(&format!("{iface} up, {} peers", store.len()));
     tracing::info!(interface = %iface, control_port = keys.control_port(), "wgmesh is running");
 
+    // One relay pass: the core decides, `relaying` sends its notices; a change reconciles.
+    macro_rules! relay_pass {
+        () => {{
+            let local = super::relaying::RelayLocal {
+                key: own_key,
+                nat: facts.nat_type,
+                networks: &local_plan.routes.local_networks,
+                force_relay: config.force_relay,
+            };
+            if relaying
+                .pass(
+                    &local,
+                    &store,
+                    &mut health,
+                    &prober,
+                    &exchange,
+                    now_millis(),
+                )
+                .await
+            {
+                reconcile_due = Some(tokio::time::Instant::now());
+            }
+        }};
+    }
+
     loop {
         let reconcile_at = reconcile_due.unwrap_or_else(far_future);
         let cache_at = cache_due.unwrap_or_else(far_future);
@@ -413,7 +458,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = sighup.recv() => {
                 super::notify::reloading();
                 reload(&mut config, &args, log_level_flag.as_deref(), &set_log_level, &mut facts, &mut local_plan);
-                republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
+                republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                 reconcile_due = Some(tokio::time::Instant::now());
                 super::notify::ready("reloaded");
             }
@@ -435,7 +480,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     facts.endpoints = candidates;
                     local_plan.routes.local_networks = local_networks(&addresses, v4.trunc(), v6.trunc());
                     let _ = lan_addresses_tx.send(lan_ipv4(&addresses));
-                    republish(&identity, &keys, &facts, &mut local_sequence, &record_tx, &store, &exchange);
+                    republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                     reconcile_due = Some(tokio::time::Instant::now());
                 }
             }
@@ -467,24 +512,46 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 reconcile_due.get_or_insert_with(tokio::time::Instant::now);
             }
             _ = health_tick.tick() => {
-                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, &mut handshakes, &mut health, &shared, &metrics)).await {
+                let judge = last_judged.is_none_or(|t| t.elapsed() >= JUDGE_HANDSHAKES_EVERY);
+                if judge {
+                    last_judged = Some(tokio::time::Instant::now());
+                }
+                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut relaying, &mut health, &shared, &metrics)).await {
                     Some(h) => last_handshake = h,
                     None => break,
                 }
+                relay_pass!();
                 probing = true;
+                if relaying.traffic_flowing() {
+                    health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
+                }
+                if relaying.take_new_suspects() {
+                    probe_tick.reset_immediately();
+                }
+            }
+            Some(ev) = notice_rx.recv() => {
+                if relaying.on_notice(&ev) {
+                    relay_pass!();
+                    probing = true;
+                }
             }
             _ = probe_tick.tick(), if probing && !store.is_empty() => {
                 let now = now_millis();
-                for key in prober.expire(now) {
+                let (unreachable, relay_threshold) = prober.expire(now);
+                for key in unreachable {
                     tracing::warn!(peer = %crate::mesh::short_key(&key), "8 probes in a row failed: peer offline for 30 s");
                     health.offline.mark(key, now);
                     reconcile_due.get_or_insert_with(tokio::time::Instant::now);
                 }
+                if relay_threshold {
+                    relay_pass!();
+                }
                 let peers = store.snapshot();
-                let (due, needed) = prober.due(&peers, &last_handshake, &health, now);
-                probing = needed;
-                for (_, to, id) in due {
-                    let _ = exchange.send_probe(to, id).await;
+                let suspects = relaying.suspects(&store);
+                let due = prober.due(&peers, &last_handshake, &suspects, &health, now);
+                probing = due.still_needed;
+                for p in due.probes {
+                    let _ = exchange.send_probe(p.to, p.id).await;
                 }
             }
             Some(ev) = probe_rx.recv() => {
@@ -639,27 +706,19 @@ fn lan_ipv4(addrs: &[IpNet]) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-/// Re-signs this node's record after a change, publishes it (LAN discovery announces it) and
-/// sends it at once to every active peer over the tunnel (a hello carries the record).
+/// Re-signs this node's record after a change and publishes it (shown to LAN discovery and
+/// the exchange, pushed to every active peer; with `--privacy` after a Dandelion++ stem).
 fn republish(
     identity: &NodeIdentity,
     keys: &MeshKeys,
     facts: &LocalFacts,
     local_sequence: &mut u64,
-    record_tx: &watch::Sender<SignedRecord>,
-    store: &PeerStore,
-    exchange: &ControlSocket,
+    publisher: &super::privacy::RecordPublisher,
 ) {
     match sign_local_record(identity, keys, facts, Some(*local_sequence), now_millis()) {
         Ok((record, signed)) => {
             *local_sequence = record.sequence;
-            let _ = record_tx.send(signed);
-            for p in store.active(now_millis()) {
-                exchange.introduce_to(SocketAddr::new(
-                    p.record.mesh_ipv4.into(),
-                    p.record.control_port,
-                ));
-            }
+            publisher.publish(record.sequence, signed);
         }
         Err(e) => tracing::error!("this node's new record cannot be signed: {e}"),
     }
@@ -724,7 +783,9 @@ fn save_cache_now(path: &std::path::Path, store: &PeerStore) {
 async fn check_handshakes<D, N, F>(
     reconciler: &mut Reconciler<D, N, F>,
     store: &PeerStore,
-    monitor: &mut HandshakeMonitor,
+    // `None`: sample only, no handshake judgement this time.
+    mut monitor: Option<&mut HandshakeMonitor>,
+    relaying: &mut super::relaying::Relaying,
     health: &mut HealthView,
     shared: &Shared,
     metrics: &Metrics,
@@ -741,6 +802,7 @@ where
             return BTreeMap::new();
         }
     };
+    relaying.observe_device(&state);
     let mut handshakes = BTreeMap::new();
     let now = now_millis();
     let mut handshake_ages = Vec::new();
@@ -762,7 +824,11 @@ where
             rx_bytes: p.rx_bytes,
             tx_bytes: p.tx_bytes,
         };
-        match monitor.observe(p.config.public_key, sample, now) {
+        let action = match monitor.as_deref_mut() {
+            Some(m) => m.observe(p.config.public_key, sample, now),
+            None => HandshakeAction::Healthy,
+        };
+        match action {
             HandshakeAction::Healthy => {}
             HandshakeAction::Reapply => {
                 tracing::info!(peer = %key_text, "handshake stale: applying the peer again");

@@ -1,9 +1,11 @@
-//! Health probes over the tunnel: decides (through the core's `ProbeMonitor`) which peers to
-//! probe each second, sends `probe` messages to their mesh address and control port, matches
-//! replies by id and sender, turns timeouts into failures, and keeps the RTTs for `show` and
-//! metrics. Policy (when to probe, when a peer is unreachable) stays in the core.
+//! Health probes: decides (through the core's `ProbeMonitor`) which peers to probe each second
+//! and sends `probe` messages to their mesh address and control port (through the tunnel);
+//! for relayed peers also probes the direct path (the peer's endpoint address and control
+//! port, outside the tunnel) every 2 s, the evidence that brings them back. Matches replies by
+//! id and sender, turns timeouts into failures, and keeps the RTTs for `show` and metrics.
+//! Policy (when to probe, when a peer is unreachable or relayed) stays in the core.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -13,11 +15,33 @@ use crate::mesh::{HealthView, Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgK
 
 /// A probe not answered within this time counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Probes are judged on the 1 s probe tick; one sent a tick ago counts as timed out even when
+/// the tick comes this much early (timer jitter), so each failure costs one tick, not two.
+pub const EXPIRY_SLACK: Duration = Duration::from_millis(100);
+/// A relayed peer's direct path is probed this often.
+pub const DIRECT_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 struct Outstanding {
     key: WgKey,
     to: IpAddr,
     sent: Millis,
+    /// A probe of a relayed peer's direct path (outside the tunnel).
+    direct: bool,
+}
+
+/// One probe to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeToSend {
+    pub peer: WgKey,
+    pub to: SocketAddr,
+    pub id: u64,
+}
+
+/// What the probes due now are, and whether probing must go on.
+pub struct DueProbes {
+    pub probes: Vec<ProbeToSend>,
+    /// When false, the caller can stop ticking until something changes.
+    pub still_needed: bool,
 }
 
 /// Probe bookkeeping for the daemon.
@@ -26,76 +50,134 @@ pub struct Prober {
     monitor: ProbeMonitor,
     outstanding: BTreeMap<u64, Outstanding>,
     next_id: u64,
+    direct_sent: BTreeMap<WgKey, Millis>,
+    direct_answered: BTreeMap<WgKey, Millis>,
 }
 
 impl Prober {
-    /// The probes to send now: (peer, destination, id), and whether any peer still needs
-    /// probing (when none does, the caller can stop ticking until something changes).
-    /// Peers marked temporarily offline are not probed until their offline time ends.
+    fn track(&mut self, key: WgKey, to: SocketAddr, direct: bool, now: Millis) -> ProbeToSend {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.outstanding.insert(
+            self.next_id,
+            Outstanding {
+                key,
+                to: to.ip(),
+                sent: now,
+                direct,
+            },
+        );
+        ProbeToSend {
+            peer: key,
+            to,
+            id: self.next_id,
+        }
+    }
+
+    /// The probes to send now. `suspects`: peers the last device sample saw this node send to
+    /// without hearing back. Peers marked temporarily offline are not probed until their
+    /// offline time ends.
     pub fn due(
         &mut self,
         peers: &[PeerEntry],
         last_handshake: &BTreeMap<WgKey, Option<Millis>>,
+        suspects: &BTreeSet<WgKey>,
         health: &HealthView,
         now: Millis,
-    ) -> (Vec<(WgKey, SocketAddr, u64)>, bool) {
-        let mut out = Vec::new();
-        let mut any_needed = !self.outstanding.is_empty();
+    ) -> DueProbes {
+        let mut probes = Vec::new();
+        let mut still_needed = !self.outstanding.is_empty();
         for p in peers {
             let key = *p.key();
             if health.offline.is_offline(&key, now) {
                 continue;
             }
+            let relayed = health.relayed.contains_key(&key);
             let need = ProbeNeed {
                 last_handshake: last_handshake.get(&key).copied().flatten(),
-                relayed: health.relayed.contains_key(&key),
+                relayed,
+                suspect: suspects.contains(&key),
                 first_seen: p.first_seen,
             };
-            any_needed |= needs_probing(&need, now);
+            still_needed |= needs_probing(&need, now);
             if self.monitor.due(key, &need, now) {
-                self.next_id = self.next_id.wrapping_add(1);
-                let to = IpAddr::V4(p.record.mesh_ipv4);
-                self.outstanding
-                    .insert(self.next_id, Outstanding { key, to, sent: now });
-                out.push((
-                    key,
-                    SocketAddr::new(to, p.record.control_port),
-                    self.next_id,
-                ));
+                let to = SocketAddr::new(IpAddr::V4(p.record.mesh_ipv4), p.record.control_port);
+                probes.push(self.track(key, to, false, now));
+            }
+            if relayed
+                && let Some(endpoint) = p.endpoint_addr()
+                && self
+                    .direct_sent
+                    .get(&key)
+                    .is_none_or(|t| now.since(*t) >= DIRECT_PROBE_EVERY)
+            {
+                self.direct_sent.insert(key, now);
+                let to = SocketAddr::new(endpoint.ip(), p.record.control_port);
+                probes.push(self.track(key, to, true, now));
             }
         }
-        (out, any_needed)
+        DueProbes {
+            probes,
+            still_needed,
+        }
     }
 
-    /// A reply arrived; returns the peer and RTT when it matches a probe sent to its sender.
+    /// A reply arrived; returns the peer and RTT when it matches a tunnel probe sent to its
+    /// sender (a direct-path answer is only recorded).
     pub fn on_reply(&mut self, ev: &ProbeReplyEvent) -> Option<(WgKey, Duration)> {
         let o = self.outstanding.get(&ev.id)?;
-        if ev.from.ip().to_canonical() != o.to {
+        if ev.from.ip().to_canonical() != o.to.to_canonical() {
             return None;
         }
         let o = self.outstanding.remove(&ev.id)?;
+        if o.direct {
+            self.direct_answered.insert(o.key, ev.received_at);
+            return None;
+        }
         let rtt = ev.received_at.since(o.sent);
         self.monitor.succeeded(o.key, rtt);
         Some((o.key, rtt))
     }
 
-    /// Probes older than the timeout fail; returns the peers that just became unreachable.
-    pub fn expire(&mut self, now: Millis) -> Vec<WgKey> {
+    /// Probes older than the timeout fail. Returns the peers that just became unreachable
+    /// (8 failures: temporarily offline) and whether some peer just reached the failures that
+    /// move it to a relay.
+    pub fn expire(&mut self, now: Millis) -> (Vec<WgKey>, bool) {
         let late: Vec<u64> = self
             .outstanding
             .iter()
-            .filter(|(_, o)| now.since(o.sent) >= PROBE_TIMEOUT)
+            .filter(|(_, o)| now.since(o.sent) + EXPIRY_SLACK >= PROBE_TIMEOUT)
             .map(|(id, _)| *id)
             .collect();
         let mut unreachable = Vec::new();
+        let mut relay_threshold = false;
         for id in late {
-            if let Some(o) = self.outstanding.remove(&id)
-                && self.monitor.failed(o.key) == ProbeVerdict::Unreachable
-            {
-                unreachable.push(o.key);
+            let Some(o) = self.outstanding.remove(&id) else {
+                continue;
+            };
+            if o.direct {
+                continue;
+            }
+            let verdict = self.monitor.failed(o.key);
+            tracing::debug!(peer = %crate::mesh::short_key(&o.key), ?verdict, "probe timed out");
+            match verdict {
+                ProbeVerdict::Unreachable => unreachable.push(o.key),
+                ProbeVerdict::Failing(n) => {
+                    relay_threshold |= n == crate::mesh::relay::PROBE_FAILURES_TO_RELAY;
+                }
+                ProbeVerdict::Reachable => {}
             }
         }
-        unreachable
+        (unreachable, relay_threshold)
+    }
+
+    /// Tunnel probes to `key` that failed in a row.
+    pub fn failures_in_a_row(&self, key: &WgKey) -> u32 {
+        self.monitor.failures_in_a_row(key)
+    }
+
+    /// When a probe of `key`'s direct path (while relayed) was last answered.
+    pub fn direct_answered_at(&self, key: &WgKey) -> Option<Millis> {
+        self.direct_answered.get(key).copied()
     }
 
     /// Smoothed RTTs (ms) of the peers measured so far.
@@ -115,5 +197,7 @@ impl Prober {
     pub fn forget(&mut self, key: &WgKey) {
         self.monitor.forget(key);
         self.outstanding.retain(|_, o| o.key != *key);
+        self.direct_sent.remove(key);
+        self.direct_answered.remove(key);
     }
 }

@@ -87,6 +87,10 @@ pub struct ControlSocketDeps {
     pub local_record: watch::Receiver<SignedRecord>,
     /// Where probe replies go (the daemon's health prober); `None` drops them.
     pub probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
+    /// Where relay notices from this node's peers' relays go; `None` drops them.
+    pub relay_notices: Option<super::relay_notice::RelayNoticeSender>,
+    /// Where rendezvous offers and starts go; `None` drops them as not handled.
+    pub rendezvous: Option<super::rendezvous::RendezvousSender>,
 }
 
 /// A probe reply received on the control socket.
@@ -112,6 +116,8 @@ pub enum ControlSocketError {
     Family { to: SocketAddr },
     #[error("cannot seal the message: {0}")]
     Seal(#[from] MessageError),
+    #[error("peer {peer} is not an active mesh peer")]
+    NotAPeer { peer: String },
 }
 
 /// The shared state of the socket and its tasks.
@@ -124,12 +130,16 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) local_record: watch::Receiver<SignedRecord>,
     pub(crate) probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
+    pub(crate) relay_notices: Option<super::relay_notice::RelayNoticeSender>,
+    pub(crate) rendezvous: Option<super::rendezvous::RendezvousSender>,
     pub(crate) engine: Mutex<Engine>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
     pub(crate) shutdown: watch::Sender<bool>,
     /// The address the latest verified reply says this node's hello came from.
     pub(crate) observed: watch::Sender<Option<SocketAddr>>,
+    /// Dandelion++ stems relayed through this node (`stem`).
+    pub(crate) stem: super::stem::StemState,
 }
 
 /// Locks a mutex; a panic elsewhere cannot leave these maps half-updated in a way that
@@ -276,8 +286,11 @@ impl ControlSocket {
                 metrics: deps.metrics,
                 local_record: deps.local_record,
                 probe_replies: deps.probe_replies,
+                relay_notices: deps.relay_notices,
+                rendezvous: deps.rendezvous,
                 shutdown,
                 observed,
+                stem: Default::default(),
             }),
         })
     }
@@ -299,15 +312,28 @@ impl ControlSocket {
             self.clone(),
             self.inner.shutdown.subscribe(),
         ));
+        let embargoes = tokio::spawn(super::stem::embargo_loop(
+            self.inner.clone(),
+            self.inner.shutdown.subscribe(),
+        ));
         ControlTasks {
             socket: self.clone(),
-            handles: vec![receive, contact],
+            handles: vec![receive, contact, embargoes],
         }
     }
 
     /// Sends a probe (health prober; over the tunnel to a peer's mesh address and control port).
     pub async fn send_probe(&self, to: SocketAddr, id: u64) -> Result<(), ControlSocketError> {
         self.inner.send(to, &Message::Probe(Probe { id })).await
+    }
+
+    /// Sends a relay notice (over the tunnel, to a relay's or peer's mesh address).
+    pub async fn send_relay_notice(
+        &self,
+        to: SocketAddr,
+        notice: crate::proto::relay::RelayNotice,
+    ) -> Result<(), ControlSocketError> {
+        self.inner.send(to, &Message::RelayNotice(notice)).await
     }
 
     /// Sends a goodbye (signed by the daemon) to each address; returns how many were sent.

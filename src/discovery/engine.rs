@@ -95,6 +95,9 @@ pub enum Effect {
     },
     /// Dropped, counted by reason.
     Rejected(&'static str),
+    /// The other node showed it holds this node's own record at this sequence (a digest, its
+    /// filter, or the record itself): the Dandelion++ embargo reads it.
+    OwnSeen(u64),
 }
 
 /// The exchange engine of one node.
@@ -109,6 +112,9 @@ pub struct Engine {
     /// Filters received that showed the other side holding more peers in their range than this
     /// node does (it is still behind): the gossip cadence reads it too.
     behind: u64,
+    /// A sequence of this node's own record not shown yet (a Dandelion++ stem): filters are
+    /// checked for it too.
+    own_pending: Option<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -129,6 +135,7 @@ impl Engine {
             cursor: 0,
             learned: 0,
             behind: 0,
+            own_pending: None,
         }
     }
 
@@ -144,6 +151,12 @@ impl Engine {
     /// Records taken as new or newer so far (monotonic).
     pub fn learned(&self) -> u64 {
         self.learned
+    }
+
+    /// Also look for this sequence of this node's own record in received filters (a record
+    /// sent down a Dandelion++ stem, not shown yet).
+    pub fn watch_own_sequence(&mut self, sequence: u64) {
+        self.own_pending = Some(self.own_pending.map_or(sequence, |s| s.max(sequence)));
     }
 
     /// Received filters that showed this node behind so far (monotonic).
@@ -223,6 +236,9 @@ impl Engine {
             }),
             Message::ProbeReply(Probe { id }) => out.push(Effect::ProbeReply { from: src, id }),
             Message::Announce { record } => self.on_announce(local, src, record, now, &mut out),
+            other => {
+                trace!(from = %src, kind = ?other.message_type(), "not an exchange message");
+            }
         }
         out
     }
@@ -279,6 +295,13 @@ impl Engine {
             method,
             Some(endpoint),
             now,
+            out,
+        );
+        own_seen(
+            local,
+            self.own_pending,
+            &hello.digests,
+            hello.filter.as_ref(),
             out,
         );
         let (wanted, digests, filter) = match &hello.filter {
@@ -371,6 +394,13 @@ impl Engine {
         );
         self.exchange
             .note_responder(src, &reply.challenge, responder, now);
+        own_seen(
+            local,
+            self.own_pending,
+            &reply.digests,
+            reply.filter.as_ref(),
+            out,
+        );
         let (wanted, lack) = match &reply.filter {
             Some(theirs) => {
                 self.compare(local, theirs, &responder);
@@ -431,7 +461,11 @@ impl Engine {
                 continue;
             };
             let key = Some(record.wireguard_public);
-            if key == sender || key == local.own_key {
+            if key == local.own_key {
+                out.push(Effect::OwnSeen(record.sequence));
+                continue;
+            }
+            if key == sender {
                 continue;
             }
             self.learn(local, record, signed, method, None, now, out);
@@ -536,10 +570,57 @@ impl rand_core::RngCore for EngineRng<'_> {
     }
 }
 
+/// Whether the other node's digests or filter show it holds this node's own record.
+fn own_seen(
+    local: &Local<'_>,
+    pending: Option<u64>,
+    digests: &[Digest],
+    filter: Option<&PeerFilter>,
+    out: &mut Vec<Effect>,
+) {
+    let Some(own) = local.own_key else { return };
+    if let Some(d) = digests
+        .iter()
+        .find(|d| d.key_prefix[..] == own[..d.key_prefix.len()])
+    {
+        out.push(Effect::OwnSeen(d.sequence));
+    }
+    let position = crate::proto::filter::key_position(&own);
+    let Some(f) = filter.filter(|f| f.covers(position)) else {
+        return;
+    };
+    let shown = NodeRecord::decode_body(&local.record.body)
+        .ok()
+        .map(|r| r.sequence);
+    for sequence in [pending, shown].into_iter().flatten() {
+        if f.contains(position, sequence) {
+            out.push(Effect::OwnSeen(sequence));
+        }
+    }
+}
+
 fn signed_of(store: &PeerStore, keys: &[WgKey]) -> Vec<SignedRecord> {
     keys.iter()
         .filter_map(|k| store.get(k).and_then(|e| e.signed))
         .collect()
+}
+
+/// Verifies a record with `check` and refuses one older than the record `store` holds for its
+/// node (a replay or a late copy).
+pub fn verify_record(
+    check: &dyn RecordCheck,
+    store: &PeerStore,
+    signed: &SignedRecord,
+) -> Result<NodeRecord, RecordError> {
+    check
+        .check(signed)
+        .and_then(|r| match store.held_sequence(&r.wireguard_public) {
+            Some(held) if r.sequence < held => Err(RecordError::Stale {
+                got: r.sequence,
+                held,
+            }),
+            _ => Ok(r),
+        })
 }
 
 /// Verifies a record; a refusal becomes a counted rejection.
@@ -549,7 +630,7 @@ fn verify(
     from: SocketAddr,
     out: &mut Vec<Effect>,
 ) -> Option<NodeRecord> {
-    match local.check.check(signed) {
+    match verify_record(local.check, local.store, signed) {
         Ok(r) => Some(r),
         Err(e) => {
             debug!(from = %from, reason = e.reason(), error = %e, "record refused");

@@ -1,8 +1,10 @@
-//! The control socket's receive path, a thin shell around the sans-IO [`Engine`]: rate limit
-//! per source before anything is decrypted, open the datagram, let the engine decide (verify,
-//! learn, answer, push — see `engine`), then carry out its effects: send, schedule the
-//! follow-up hello, forward probe replies, publish the observed address, count events and
-//! drops by reason.
+//! The control socket's receive path, a thin shell around the sans-IO `Engine`: rate limit per
+//! source before anything is decrypted, open the datagram, hand stems, relay notices and
+//! rendezvous messages to their modules, let the engine decide the exchange (verify, learn,
+//! answer, push — see `engine`), then carry out its effects: send, schedule the follow-up
+//! hello, forward probe replies, publish the observed address, tell the stem embargo that this
+//! node's record was seen, count events and drops by reason. [`verify`] and [`learn`] serve
+//! the modules that take records outside the exchange (stems).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,13 +12,17 @@ use std::time::Duration;
 
 use tracing::{debug, trace};
 
-use crate::mesh::{Millis, WgKey, short_key};
+use crate::mesh::{
+    DiscoveryMethod, Millis, PeerUpdate, StoreError, UpdateOutcome, WgKey, short_key,
+};
 use crate::proto::messages::Message;
+use crate::proto::{NodeRecord, SignedRecord};
 
 use super::canonical;
 use super::control_socket::ControlSocket;
 use super::control_socket::{EVENTS_METRIC, Inner, ProbeReplyEvent, lock};
-use super::engine::{Effect, Lack, Local};
+use super::engine::{Effect, Lack, Local, REASON_OWN_RECORD, verify_record};
+use super::rendezvous::RendezvousEvent;
 
 /// How long after a budget-cut answer this node checks whether a follow-up hello is needed.
 pub const FOLLOW_UP_AFTER: Duration = Duration::from_millis(200);
@@ -43,6 +49,34 @@ pub(crate) async fn handle_datagram(
             inner.reject(e.reason());
             return;
         }
+    };
+    super::stem::note_tunnel(inner, src, now);
+    let message = match message {
+        Message::RelayNotice(notice) => {
+            super::relay_notice::on_relay_notice(inner, src, notice, now).await;
+            return;
+        }
+        Message::Stem(stem) => {
+            super::stem::on_stem(inner, src, stem, now).await;
+            return;
+        }
+        Message::RendezvousOffer(offer) => {
+            super::rendezvous::on_rendezvous(inner, src, |from| RendezvousEvent::Offer {
+                from,
+                offer,
+                received_at: now,
+            });
+            return;
+        }
+        Message::RendezvousStart(start) => {
+            super::rendezvous::on_rendezvous(inner, src, |from| RendezvousEvent::Start {
+                from,
+                start,
+                received_at: now,
+            });
+            return;
+        }
+        exchange => exchange,
     };
     let effects = {
         let record = inner.local_record();
@@ -81,6 +115,57 @@ pub(crate) async fn apply(inner: &Arc<Inner>, effects: Vec<Effect>, now: Millis)
                     .inc(EVENTS_METRIC, &[("method", method.as_str())]);
             }
             Effect::Rejected(reason) => inner.reject(reason),
+            Effect::OwnSeen(sequence) => super::stem::note_own_sequence(inner, sequence),
+        }
+    }
+}
+
+/// Verifies a record and refuses one older than the record held for its node (a replay or a
+/// late copy); counts and logs a refusal.
+pub(super) fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
+    match verify_record(&inner.keys, &inner.store, signed) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            debug!(from = %from, reason = e.reason(), error = %e, "record refused");
+            inner.reject(e.reason());
+            None
+        }
+    }
+}
+
+/// Hands a verified record to the store; `true` when the store took it.
+pub(super) fn learn(
+    inner: &Inner,
+    record: NodeRecord,
+    signed: SignedRecord,
+    method: DiscoveryMethod,
+    endpoint: Option<SocketAddr>,
+    now: Millis,
+) -> bool {
+    let peer = short_key(&record.wireguard_public);
+    let mut update = PeerUpdate::new(record, method).with_signed(signed);
+    if let Some(e) = endpoint {
+        update = update.with_endpoint(e);
+    }
+    match inner.store.update(update, now) {
+        Ok(outcome) => {
+            inner
+                .metrics
+                .inc(EVENTS_METRIC, &[("method", method.as_str())]);
+            if outcome != UpdateOutcome::Unchanged {
+                debug!(peer = %peer, method = %method, outcome = ?outcome, "peer learned");
+            }
+            true
+        }
+        Err(e) => {
+            let reason = match e {
+                StoreError::Full { .. } => "store_full",
+                StoreError::OwnRecord { .. } => REASON_OWN_RECORD,
+                StoreError::Address(_) => "address",
+            };
+            debug!(peer = %peer, method = %method, error = %e, "peer store refused the record");
+            inner.reject(reason);
+            false
         }
     }
 }

@@ -12,7 +12,8 @@
 //! - [`gossip`]: the in-mesh gossip cadence and peer choice (sans-IO);
 //! - [`control_socket`]: the UDP control socket that drives them (tokio), with `inbound`
 //!   (the thin receive shell around the engine) and `contact` (hello sessions, static peers);
-//! - [`sim`]: a deterministic simulation of many nodes running the engine and gossip.
+//! - [`sim`]: a deterministic simulation of many nodes running the engine and gossip;
+//! - [`stem`]: Dandelion++ stems received on the control socket (relay, embargo, fluff).
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -30,7 +31,10 @@ pub mod gossip;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
+pub mod relay_notice;
+pub mod rendezvous;
 pub mod sim;
+pub mod stem;
 
 #[cfg(test)]
 pub(crate) mod testrng;

@@ -49,6 +49,9 @@ pub struct SimConfig {
     pub loss_ppm: u32,
     /// Greet peers learned only transitively with a direct hello (the daemon does).
     pub greet: bool,
+    /// Greet only while the node holds fewer peers than this (an experiment: the daemon
+    /// greets always, `usize::MAX`).
+    pub greet_below: usize,
     /// How long to measure the steady state after convergence (starting 10 s after it).
     pub steady: Duration,
     /// Stop here even if the mesh has not converged.
@@ -69,6 +72,7 @@ impl Default for SimConfig {
             latency_max: Duration::from_millis(80),
             loss_ppm: 10_000,
             greet: true,
+            greet_below: usize::MAX,
             steady: Duration::from_secs(60),
             max_time: Duration::from_secs(300),
             gossip: GossipConfig::default(),
@@ -742,7 +746,7 @@ impl Sim {
                     }
                 }
                 Effect::Rejected(reason) => self.drop_reason(reason),
-                Effect::ProbeReply { .. } | Effect::Observed(_) => {}
+                Effect::ProbeReply { .. } | Effect::Observed(_) | Effect::OwnSeen(_) => {}
             }
         }
     }
@@ -760,7 +764,10 @@ impl Sim {
         if self.nodes[j].store.len() + 1 >= self.nodes.len() {
             self.complete.insert(j);
         }
-        if !self.config.greet || method.is_direct() {
+        if !self.config.greet
+            || method.is_direct()
+            || self.nodes[j].store.len() >= self.config.greet_below
+        {
             return;
         }
         // The daemon's `greet_new_peer`: a peer learned from someone else gets an introduction.

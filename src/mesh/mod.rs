@@ -20,11 +20,14 @@
 //!   [`HealthView`] the next plan reads;
 //! - every minute [`PeerStore::cleanup`]; on start [`PeerStore::restore`] from the cache, on
 //!   exit and periodically [`PeerStore::cache_entries`] to it;
+//! - with `--privacy`, [`dandelion`] decides where a fresh record travels before it spreads
+//!   (stem relays per epoch, forward or fluff, embargo timers);
 //! - [`local_address_verdict`] tells this node when it lost its mesh IPv4 and must re-derive
 //!   it with the next nonce.
 #![forbid(unsafe_code)]
 
 pub mod collision;
+pub mod dandelion;
 pub mod diff;
 pub mod events;
 pub mod handshake_order;
@@ -32,6 +35,7 @@ pub mod health;
 pub mod nat;
 pub mod peer;
 pub mod plan;
+pub mod punch;
 pub mod rank;
 pub mod relay;
 pub mod routes;
@@ -48,7 +52,7 @@ pub use diff::{Diff, PeerChanges, PeerOp, RouteOp, apply_diff, diff};
 pub use events::{PeerEvent, RemoveReason};
 pub use health::{
     HandshakeAction, HandshakeMonitor, HandshakeSample, LinkQuality, OfflineList, ProbeMonitor,
-    ProbeVerdict,
+    ProbeVerdict, SuspectTracker,
 };
 pub use nat::{AttemptOrder, attempt_order, direct_first, keepalive_between, keepalive_for};
 pub use peer::{PeerEntry, PeerUpdate};

@@ -446,14 +446,12 @@ fn merge(entry: &mut PeerEntry, update: PeerUpdate, now: Millis, check: &Address
     } = update;
     let mut changed = false;
     let held = entry.record.sequence;
-    // The endpoint this discovery vouches for: what it observed, else the record's candidate
-    // (only from a record at least as new as the one held).
-    let offered = endpoint
-        .or_else(|| {
-            (record.sequence >= held)
-                .then(|| pick_candidate(&record, method))
-                .flatten()
-        })
+    // The endpoint this discovery vouches for: what it observed, else the record's candidate —
+    // only with a record at least as new as the one held: an older record is a replay (or a
+    // late copy) and moves nothing, whatever address it came from.
+    let offered = (record.sequence >= held)
+        .then(|| endpoint.or_else(|| pick_candidate(&record, method)))
+        .flatten()
         .filter(|a| !check.is_mesh_address(a.ip()));
     if record.sequence > held {
         // Records are signed and whole: the newer one replaces everything it says (routes it

@@ -522,3 +522,30 @@ fn a_mesh_address_is_never_taken_as_an_endpoint() {
     let e = s.get(&key(2)).unwrap().endpoint_addr();
     assert!(e.is_none_or(|e| !check.is_mesh_address(e.ip())), "{e:?}");
 }
+
+#[test]
+fn a_replayed_older_record_moves_no_endpoint_whatever_its_source() {
+    let s = store();
+    let mut newer = record(1);
+    newer.sequence = 5;
+    s.update(
+        PeerUpdate::new(newer, M::Lan).with_endpoint(addr("10.0.0.7:51820")),
+        at(0),
+    )
+    .unwrap();
+    // An attacker replays the peer's older announce from its own address, on the LAN (where a
+    // fresh announce's source always wins) and through the exchange.
+    for method in [M::Lan, M::Dht] {
+        let mut older = record(1);
+        older.sequence = 4;
+        let outcome = s
+            .update(
+                PeerUpdate::new(older, method).with_endpoint(addr("10.0.0.66:51820")),
+                at(1),
+            )
+            .unwrap();
+        assert_ne!(outcome, UpdateOutcome::Added);
+        assert_eq!(endpoint_of(&s, 1), addr("10.0.0.7:51820"), "{method}");
+        assert_eq!(s.get(&key(1)).unwrap().record.sequence, 5);
+    }
+}

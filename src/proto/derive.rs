@@ -1,8 +1,9 @@
 //! Every value derived from the mesh secret (PROTOCOL.md §2): network id, control key,
 //! WireGuard PSK, subnets, LAN group, control port, address/DHT keys, registry id, and the
-//! per-node mesh addresses and per-hour DHT topics computed from them.
+//! per-node mesh addresses, per-hour DHT topics and per-epoch Dandelion++ seeds computed from
+//! them.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -18,6 +19,8 @@ pub const HKDF_SALT: &[u8] = b"wgmesh/v2";
 pub const LAN_PORT: u16 = 51830;
 /// Base of the derived control port.
 pub const CONTROL_PORT_BASE: u16 = 51821;
+/// HKDF label of the key behind the Dandelion++ epoch seeds (PROTOCOL.md §2).
+pub const DANDELION_KEY_LABEL: &str = "dandelion-key";
 /// Highest address nonce a node may use after losing collisions.
 pub const MAX_ADDRESS_NONCE: u8 = 15;
 
@@ -73,6 +76,7 @@ pub struct MeshKeys {
     wireguard_psk: [u8; 32],
     address_key: [u8; 32],
     dht_key: [u8; 32],
+    dandelion_key: [u8; 32],
     #[zeroize(skip)]
     ipv4_subnet: Ipv4Net,
     ipv6_prefix: [u8; 8],
@@ -105,6 +109,7 @@ impl MeshKeys {
             wireguard_psk: hkdf_expand(secret, "wireguard-psk"),
             address_key: hkdf_expand(secret, "address-key"),
             dht_key: hkdf_expand(secret, "dht-key"),
+            dandelion_key: hkdf_expand(secret, DANDELION_KEY_LABEL),
             ipv4_subnet: default_subnet,
             ipv6_prefix,
             lan_group: hkdf_expand(secret, "lan-group"),
@@ -163,6 +168,27 @@ impl MeshKeys {
             LAN_PORT,
         )
     }
+    /// The IPv6 link-local LAN discovery group (this project's choice, PROTOCOL.md §2):
+    /// `ff12::7767:6d32:<a><b>` (transient, link-local scope; `77 67 6d 32` = "wgm2", `a b` =
+    /// the two `lan-group` bytes), same port as the IPv4 group.
+    pub fn lan_group_v6(&self) -> SocketAddrV6 {
+        let [a, b] = self.lan_group;
+        SocketAddrV6::new(
+            Ipv6Addr::new(
+                0xff12,
+                0,
+                0,
+                0,
+                0,
+                0x7767,
+                0x6d32,
+                u16::from_be_bytes([a, b]),
+            ),
+            LAN_PORT,
+            0,
+            0,
+        )
+    }
     /// The control UDP port: 51821 + (big-endian u16 mod 1000).
     pub fn control_port(&self) -> u16 {
         CONTROL_PORT_BASE + u16::from_be_bytes(self.control_port_raw) % 1000
@@ -196,6 +222,12 @@ impl MeshKeys {
         let mut out = [0u8; 20];
         out.copy_from_slice(&h[..20]);
         out
+    }
+
+    /// The Dandelion++ seed of stem epoch `epoch` (`floor(unix_ms / 600 000)`): every member
+    /// derives the same seed, from which each node picks its stem relays (`mesh::dandelion`).
+    pub fn dandelion_epoch_seed(&self, epoch: u64) -> [u8; 32] {
+        hmac_sha256(&self.dandelion_key, &[&epoch.to_be_bytes()])
     }
 
     /// The topics a node announces and looks up at `unix_seconds`: hours `t` and `t - 1`.
@@ -251,6 +283,11 @@ mod tests {
         assert_eq!(k.ipv6_prefix().network().octets()[0], 0xfd);
         assert_eq!(k.lan_group().ip().octets()[..2], [239, 192]);
         assert_eq!(k.lan_group().port(), 51830);
+        let v6 = k.lan_group_v6();
+        assert!(v6.ip().is_multicast());
+        assert_eq!(v6.ip().segments()[0], 0xff12, "link-local scope, transient");
+        assert_eq!(v6.ip().octets()[14..], k.lan_group().ip().octets()[2..]);
+        assert_eq!(v6.port(), 51830);
         assert!((51821..52821).contains(&k.control_port()));
     }
 
@@ -291,6 +328,15 @@ mod tests {
         assert_ne!(k.mesh_ipv4(&p, 0), k.mesh_ipv4(&p, 1));
         assert_eq!(k.mesh_ipv6(&p), k.mesh_ipv6(&p));
         assert!(k.ipv6_prefix().contains(&k.mesh_ipv6(&p)));
+    }
+
+    #[test]
+    fn dandelion_seeds_differ_per_epoch_and_per_mesh() {
+        let k = keys();
+        assert_eq!(k.dandelion_epoch_seed(5), k.dandelion_epoch_seed(5));
+        assert_ne!(k.dandelion_epoch_seed(5), k.dandelion_epoch_seed(6));
+        let other = MeshKeys::derive(&MeshSecret::from_bytes([8u8; 32]));
+        assert_ne!(k.dandelion_epoch_seed(5), other.dandelion_epoch_seed(5));
     }
 
     #[test]

@@ -46,11 +46,13 @@ pub enum MessageType {
     ProbeReply = 0x0a,
     /// In-mesh gossip digest exchange.
     GossipDigest = 0x0b,
+    /// Relay agreement: "I reach this peer through you" / "this node reaches you through me".
+    RelayNotice = 0x0c,
 }
 
 impl MessageType {
     /// Every defined type, for tests and fuzzing.
-    pub const ALL: [MessageType; 11] = [
+    pub const ALL: [MessageType; 12] = [
         Self::Announce,
         Self::Hello,
         Self::Reply,
@@ -62,6 +64,7 @@ impl MessageType {
         Self::Probe,
         Self::ProbeReply,
         Self::GossipDigest,
+        Self::RelayNotice,
     ];
 
     /// From the wire byte.

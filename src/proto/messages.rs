@@ -1,8 +1,10 @@
 //! Control message payloads defined so far (docs/PROTOCOL.md, "Messages"): announce (a signed
 //! record), goodbye (a signed leave notice), the peer exchange (hello, reply, records; payloads
-//! in `exchange`) and the health probe. Each payload is a CBOR map with integer keys; decoding
-//! is bounded by the envelope's payload limit. Rendezvous, stem and gossip digests are added
-//! here as their issues define them.
+//! in `exchange`), the health probe, the relay notice (payload in `relay`) and the Dandelion++
+//! stem (an announce relayed privately, `{1: signed record, 2: hop}`). Each payload is a CBOR
+//! map with integer keys; decoding is bounded by the envelope's payload limit. Rendezvous and
+//! gossip digests are added here
+//! as their issues define them; rendezvous payloads are in `rendezvous`.
 
 use ciborium::Value;
 
@@ -12,11 +14,47 @@ use super::envelope::{self, EnvelopeError, MAX_PAYLOAD_BYTES, MessageType};
 use super::exchange::{Hello, Probe, Records, Reply};
 use super::keys::{BindingError, check_binding, verify_signature};
 use super::record::{RecordError, SignedRecord, signing_message};
+use super::relay::RelayNotice;
+use super::rendezvous::{RendezvousOffer, RendezvousStart};
 
 /// Domain separation prefix of goodbye signatures.
 pub const GOODBYE_DOMAIN: &[u8] = b"wgmesh/v2 goodbye";
 /// Largest goodbye body.
 const MAX_GOODBYE_BODY_BYTES: usize = 128;
+
+/// Highest stem hop: the node receiving a stem at this hop fluffs it (PROTOCOL.md §11).
+pub const MAX_STEM_HOP: u8 = 4;
+
+/// A Dandelion++ stem: a node's fresh signed record on its way to the node that fluffs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stem {
+    pub record: SignedRecord,
+    /// Which stem hop the receiver is: 1 at the origin's relay, at most [`MAX_STEM_HOP`].
+    pub hop: u8,
+}
+
+impl Stem {
+    fn encode(&self) -> Vec<u8> {
+        cbor::encode(&int_map(vec![
+            (1, self.record.to_value()),
+            (2, uint(u64::from(self.hop))),
+        ]))
+    }
+
+    fn decode(payload: &[u8]) -> Result<Self, MessageError> {
+        let mut m = IntMap::decode(payload, MAX_PAYLOAD_BYTES)?;
+        let record = SignedRecord::from_value(m.required(1)?)?;
+        let hop = m.uint(2, u64::from(MAX_STEM_HOP))?;
+        if hop == 0 {
+            return Err(CborError::WrongType(2).into());
+        }
+        // `uint` bounded the hop to MAX_STEM_HOP, so it fits in u8.
+        Ok(Self {
+            record,
+            hop: u8::try_from(hop).map_err(|_| CborError::WrongType(2))?,
+        })
+    }
+}
 
 /// Why a message was dropped.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -141,6 +179,14 @@ pub enum Message {
     Probe(Probe),
     /// Health probe answer.
     ProbeReply(Probe),
+    /// Relay agreement (`relay`).
+    RelayNotice(RelayNotice),
+    /// Rendezvous, node → introducer.
+    RendezvousOffer(RendezvousOffer),
+    /// Rendezvous, introducer → both ends.
+    RendezvousStart(RendezvousStart),
+    /// Dandelion++ stem relay of a fresh record (over the tunnel).
+    Stem(Stem),
 }
 
 impl Message {
@@ -154,6 +200,10 @@ impl Message {
             Self::Records(_) => MessageType::Records,
             Self::Probe(_) => MessageType::Probe,
             Self::ProbeReply(_) => MessageType::ProbeReply,
+            Self::RelayNotice(_) => MessageType::RelayNotice,
+            Self::RendezvousOffer(_) => MessageType::RendezvousOffer,
+            Self::RendezvousStart(_) => MessageType::RendezvousStart,
+            Self::Stem(_) => MessageType::Stem,
         }
     }
 
@@ -172,6 +222,10 @@ impl Message {
             Self::Reply(r) => r.encode(),
             Self::Records(r) => r.encode(),
             Self::Probe(p) | Self::ProbeReply(p) => p.encode(),
+            Self::RelayNotice(n) => n.encode(),
+            Self::RendezvousOffer(o) => o.encode(),
+            Self::RendezvousStart(s) => s.encode(),
+            Self::Stem(s) => s.encode(),
         }
     }
 
@@ -183,6 +237,16 @@ impl Message {
             MessageType::Records => return Ok(Self::Records(Records::decode(payload)?)),
             MessageType::Probe => return Ok(Self::Probe(Probe::decode(payload)?)),
             MessageType::ProbeReply => return Ok(Self::ProbeReply(Probe::decode(payload)?)),
+            MessageType::RelayNotice => {
+                return Ok(Self::RelayNotice(RelayNotice::decode(payload)?));
+            }
+            MessageType::RendezvousOffer => {
+                return Ok(Self::RendezvousOffer(RendezvousOffer::decode(payload)?));
+            }
+            MessageType::RendezvousStart => {
+                return Ok(Self::RendezvousStart(RendezvousStart::decode(payload)?));
+            }
+            MessageType::Stem => return Ok(Self::Stem(Stem::decode(payload)?)),
             _ => {}
         }
         let mut m = IntMap::decode(payload, MAX_PAYLOAD_BYTES)?;
@@ -227,5 +291,57 @@ impl Message {
     pub fn open(keys: &MeshKeys, datagram: &[u8]) -> Result<Self, MessageError> {
         let (ty, payload) = envelope::open(keys.control_key(), datagram)?;
         Self::decode_payload(ty, &payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stem(hop: u8) -> Stem {
+        Stem {
+            record: SignedRecord {
+                body: vec![0xa0; 200],
+                signature: [3; 64],
+            },
+            hop,
+        }
+    }
+
+    fn stem_payload(hop: u64) -> Vec<u8> {
+        cbor::encode(&int_map(vec![
+            (1, stem(1).record.to_value()),
+            (2, uint(hop)),
+        ]))
+    }
+
+    #[test]
+    fn stem_round_trips_through_an_envelope() {
+        let keys = MeshKeys::derive(&crate::proto::MeshSecret::from_bytes([7; 32]));
+        for hop in 1..=MAX_STEM_HOP {
+            let m = Message::Stem(stem(hop));
+            let sealed = m.seal(&keys).unwrap();
+            assert_eq!(Message::open(&keys, &sealed).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn stem_hop_outside_one_to_four_is_refused() {
+        for hop in [0u64, 5, 255, u64::MAX] {
+            let err = Message::decode_payload(MessageType::Stem, &stem_payload(hop)).unwrap_err();
+            assert_eq!(err.reason(), "malformed", "hop {hop}");
+        }
+        assert!(Message::decode_payload(MessageType::Stem, &stem_payload(4)).is_ok());
+    }
+
+    #[test]
+    fn stem_without_record_or_with_extra_bytes_is_refused() {
+        let no_record = cbor::encode(&int_map(vec![(2, uint(1))]));
+        assert!(Message::decode_payload(MessageType::Stem, &no_record).is_err());
+        let mut trailing = stem_payload(1);
+        trailing.push(0);
+        assert!(Message::decode_payload(MessageType::Stem, &trailing).is_err());
+        let oversized = vec![0u8; MAX_PAYLOAD_BYTES + 1];
+        assert!(Message::decode_payload(MessageType::Stem, &oversized).is_err());
     }
 }

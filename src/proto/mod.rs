@@ -11,6 +11,8 @@ pub mod filter;
 pub mod keys;
 pub mod messages;
 pub mod record;
+pub mod relay;
+pub mod rendezvous;
 pub mod secret;
 
 pub use derive::MeshKeys;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wgmesh::daemon::cache::{CacheEntry, cache_path, save_cache};
 use wgmesh::identity::NodeIdentity;
 use wgmesh::proto::{EndpointCandidate, EndpointKind, MeshKeys, MeshSecret, NatType, NodeRecord};
-use wgmesh_netns_tests::daemon::{Node, new_secret_file};
+use wgmesh_netns_tests::daemon::{Node, new_secret_file, status_kib};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
@@ -61,16 +61,6 @@ fn synthetic_cache(keys: &MeshKeys, n: usize, path: &Path) {
         })
         .collect();
     save_cache(path, &entries).unwrap_or_else(|e| panic!("cache: {e}"));
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn context_switches(pid: u32) -> u64 {

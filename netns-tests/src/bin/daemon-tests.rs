@@ -1,73 +1,23 @@
 //! Whole-daemon tests: real `wgmesh up` processes (userspace WireGuard) in namespaces on one
 //! bridged LAN, meeting only through `--peer` static endpoints (no DHT, no LAN discovery).
+//! Then LAN multicast discovery (6 nodes), roaming, and announce privacy (3 nodes with
+//! `--privacy`: a record change travels a Dandelion++ stem and is fluffed by another node).
 //! Serial steps, each asserting what issue "the daemon" asks to show; everything is torn down
 //! at the end, on failure and on Ctrl-C. Prints PASS lines and figures; exits non-zero on
 //! failure.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{LanSite, Node, new_secret_file, wgmesh_bin};
+use wgmesh_netns_tests::daemon::{LanSite, Node, all_pairs_ping, control_port, new_secret_file};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
 fn pass(msg: &str) {
     println!("  PASS {msg}");
-}
-
-fn control_port(secret: &Path) -> u16 {
-    let out = sh(
-        wgmesh_bin().to_str().unwrap_or("wgmesh"),
-        &[
-            "secret",
-            "inspect",
-            "--json",
-            "--secret-file",
-            secret.to_str().unwrap_or_default(),
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap_or_default();
-    v["control_port"].as_u64().unwrap_or(0) as u16
-}
-
-/// Every ordered pair pings over mesh IPv4 and IPv6 within `limit`.
-fn all_pairs_ping(nodes: &[&Node], limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    for a in nodes {
-        for b in nodes {
-            if a.name == b.name {
-                continue;
-            }
-            let (v4, v6) = b.mesh_ips();
-            for ip in [&v4, &v6] {
-                let left = limit.saturating_sub(t0.elapsed());
-                let t_pair = Instant::now();
-                let ok = a.wait_ping(ip, left).is_some();
-                if t_pair.elapsed() > Duration::from_millis(900) {
-                    println!(
-                        "    (slow pair: {} -> {} at {ip}: {:.1} s)",
-                        a.name,
-                        b.name,
-                        t_pair.elapsed().as_secs_f64()
-                    );
-                }
-                if !ok {
-                    panic!(
-                        "{} cannot ping {} at {ip} within {limit:?}\n--- {} log:\n{}\n--- {} log:\n{}",
-                        a.name,
-                        b.name,
-                        a.name,
-                        a.log_tail(25),
-                        b.name,
-                        b.log_tail(25)
-                    );
-                }
-            }
-        }
-    }
-    t0.elapsed()
 }
 
 /// `wg show dump` (independent reader) and `wgmesh show --json` agree on keys, endpoints and
@@ -491,6 +441,51 @@ fn run(lab: &Lab) {
     for n in nodes.iter_mut() {
         n.stop();
     }
+    privacy(lab, &mut nodes[..3]);
+    let _ = std::fs::remove_file(&secret);
+    lan_over_ipv6_link_local(lab);
+}
+
+/// Two nodes on a LAN with no IPv4 at all find each other on the IPv6 link-local group and
+/// use each other's `fe80::…%eth0` address as the WireGuard endpoint.
+fn lan_over_ipv6_link_local(lab: &Lab) {
+    println!("== LAN discovery over IPv6 link-local only (no IPv4 on the LAN)");
+    let site = LanSite::named(lab, "br6");
+    let secret = new_secret_file(lab, "mesh6");
+    let mut nodes: Vec<Node> = (1..=2u8)
+        .map(|i| {
+            let name = format!("l{i}");
+            let ns = site.host_link_local_only(lab, &name);
+            let unspecified = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+            Node::new(lab, &name, ns, unspecified, &secret, 9320 + u16::from(i))
+        })
+        .collect();
+    let t0 = Instant::now();
+    for n in nodes.iter_mut() {
+        n.start(lab, &[]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    all_pairs_ping(&all, Duration::from_secs(20));
+    let took = t0.elapsed();
+    for n in &nodes {
+        let peers = n.show().unwrap_or_default()["peers"].clone();
+        let endpoint = peers[0]["endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            endpoint.starts_with("[fe80::"),
+            "{}: the peer's endpoint should be its IPv6 link-local address, got {endpoint:?} in {peers}",
+            n.name
+        );
+    }
+    pass(&format!(
+        "2 nodes with only IPv6 link-local addresses: found on ff12::7767:6d32:…, endpoints fe80::…, pings both ways ({:.1} s)",
+        took.as_secs_f64()
+    ));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
     let _ = std::fs::remove_file(&secret);
     transitive(lab, &site);
 }
@@ -604,4 +599,105 @@ fn transitive(lab: &Lab, site: &LanSite) {
         n.stop();
     }
     let _ = std::fs::remove_file(&secret);
+}
+
+/// How many times `needle` occurs in `node`'s log after byte `from`.
+fn log_count_since(node: &Node, from: usize, needle: &str) -> usize {
+    let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+    log.get(from..).unwrap_or_default().matches(needle).count()
+}
+
+fn log_len(node: &Node) -> usize {
+    std::fs::metadata(node.log_path()).map_or(0, |m| m.len() as usize)
+}
+
+/// Three nodes with `--privacy` (Dandelion++): the mesh forms, and n1's record change (a new
+/// advertised route, SIGHUP) reaches the others first from another node's fluff.
+fn privacy(lab: &Lab, nodes: &mut [Node]) {
+    println!("== announce privacy (--privacy): three nodes, a record change travels a stem");
+    let cfg = nodes[0].dir.join("privacy.toml");
+    std::fs::write(
+        &cfg,
+        "privacy = true\nadvertise-routes = [\"192.168.210.0/24\"]\n",
+    )
+    .unwrap_or_default();
+    let t0 = Instant::now();
+    nodes[0].start(lab, &["--config".into(), cfg.display().to_string()]);
+    for n in nodes[1..].iter_mut() {
+        n.start(lab, &["--privacy".into()]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    let took = all_pairs_ping(&all, Duration::from_secs(30));
+    pass(&format!(
+        "3 nodes with --privacy: every pair pings ({:.1} s after the first start)",
+        t0.elapsed().as_secs_f64().max(took.as_secs_f64())
+    ));
+    for n in &nodes[1..] {
+        wait_for(Duration::from_secs(10), "the first route to arrive", || {
+            routes_on(n).iter().any(|r| r == "192.168.210.0/24")
+        });
+    }
+    let marks: Vec<usize> = nodes.iter().map(log_len).collect();
+    std::fs::write(
+        &cfg,
+        "privacy = true\nadvertise-routes = [\"192.168.211.0/24\"]\n",
+    )
+    .unwrap_or_default();
+    let t_hup = Instant::now();
+    nodes[0].signal("HUP");
+    let mut arrived = Vec::new();
+    for n in &nodes[1..] {
+        wait_for(Duration::from_secs(10), "n1's new record to arrive", || {
+            routes_on(n).iter().any(|r| r == "192.168.211.0/24")
+        });
+        arrived.push(format!("{} {:.1} s", n.name, t_hup.elapsed().as_secs_f64()));
+    }
+    let took = t_hup.elapsed();
+    let actions: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let m = |a: &str| {
+                n.metric(&format!("wgmesh_stems_total{{action=\"{a}\"}}"))
+                    .unwrap_or(0.0)
+            };
+            format!(
+                "{}: forward {} fluff {} embargo_fluff {}",
+                n.name,
+                m("forward"),
+                m("fluff"),
+                m("embargo_fluff")
+            )
+        })
+        .collect();
+    println!(
+        "    stems: {}; arrived: {}",
+        actions.join(", "),
+        arrived.join(", ")
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "the stem should fluff at once, not at a relay's embargo (3-6 s): {took:?}\n--- n1 log:\n{}",
+        nodes[0].log_tail(30)
+    );
+    let fluffed_elsewhere = log_count_since(&nodes[0], marks[0], "fluffed by another node");
+    let embargo = log_count_since(&nodes[0], marks[0], "stem embargo ended");
+    let fluffers: Vec<&str> = nodes[1..]
+        .iter()
+        .zip(&marks[1..])
+        .filter(|(n, m)| log_count_since(n, **m, "stem fluffed here") > 0)
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+    assert!(
+        fluffed_elsewhere == 1 && embargo == 0 && !fluffers.is_empty(),
+        "n1's new record should be fluffed by n2 or n3 and seen back by n1 (seen back {fluffed_elsewhere}, embargo {embargo}, fluffed by {fluffers:?})\n--- n1 log:\n{}",
+        nodes[0].log_tail(30)
+    );
+    pass(&format!(
+        "n1's new record went down the stem, was fluffed by {} and installed on n2 and n3 {:.1} s after SIGHUP",
+        fluffers.join(" and "),
+        took.as_secs_f64()
+    ));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
 }

@@ -1,5 +1,5 @@
-//! The probe monitor: which peers need probing (handshake older than 150 s, relayed, or never
-//! handshook and known for more than 45 s), at most one probe per second per peer, 8 failures
+//! The probe monitor: which peers need probing (handshake older than 150 s, relayed, a suspect
+//! path, or never handshook and known for more than 45 s), at most one probe per second per peer, 8 failures
 //! in a row make the peer unreachable (temporarily offline 30 s), and successful probes' RTTs
 //! feed the link quality.
 
@@ -14,6 +14,9 @@ use super::quality::LinkQuality;
 
 /// At most one probe per peer per this interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe due a little early still goes (the caller's 1 s timer fires with jitter, and a
+/// probe skipped for 1 ms would wait a whole extra second).
+pub const PROBE_INTERVAL_TOLERANCE: Duration = Duration::from_millis(100);
 /// Consecutive failures after which a peer is unreachable.
 pub const FAILURES_TO_UNREACHABLE: u32 = 8;
 /// A peer that never handshook is probed once known for longer than this.
@@ -24,6 +27,9 @@ pub const NEVER_HANDSHAKED_GRACE: Duration = Duration::from_secs(45);
 pub struct ProbeNeed {
     pub last_handshake: Option<Millis>,
     pub relayed: bool,
+    /// The last device sample saw this node send to the peer without hearing back
+    /// ([`super::SuspectTracker`]).
+    pub suspect: bool,
     /// When the store first held the peer.
     pub first_seen: Millis,
 }
@@ -31,6 +37,7 @@ pub struct ProbeNeed {
 /// Whether a peer in this situation is probed.
 pub fn needs_probing(need: &ProbeNeed, now: Millis) -> bool {
     need.relayed
+        || need.suspect
         || match need.last_handshake {
             Some(t) => now.since(t) > STALE_HANDSHAKE_AFTER,
             None => now.since(need.first_seen) > NEVER_HANDSHAKED_GRACE,
@@ -70,7 +77,7 @@ impl ProbeMonitor {
         let track = self.peers.entry(key).or_default();
         if track
             .last_sent
-            .is_some_and(|t| now.since(t) < PROBE_INTERVAL)
+            .is_some_and(|t| now.since(t) + PROBE_INTERVAL_TOLERANCE < PROBE_INTERVAL)
         {
             return false;
         }
@@ -98,6 +105,11 @@ impl ProbeMonitor {
         } else {
             ProbeVerdict::Failing(track.failures_in_a_row)
         }
+    }
+
+    /// Probes to `key` that failed in a row since the last success.
+    pub fn failures_in_a_row(&self, key: &WgKey) -> u32 {
+        self.peers.get(key).map_or(0, |t| t.failures_in_a_row)
     }
 
     /// Whether probes last judged `key` unreachable (cleared by a success).
@@ -131,8 +143,26 @@ mod tests {
         ProbeNeed {
             last_handshake: hs.map(Millis::from_secs),
             relayed,
+            suspect: false,
             first_seen: Millis::from_secs(first_seen),
         }
+    }
+
+    #[test]
+    fn a_suspect_path_is_probed_even_with_a_fresh_handshake() {
+        let now = Millis::from_secs(1000);
+        let mut n = need(Some(990), false, 0);
+        assert!(!needs_probing(&n, now));
+        n.suspect = true;
+        assert!(needs_probing(&n, now));
+        let mut m = ProbeMonitor::default();
+        assert!(m.due([9; 32], &n, now));
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 0);
+        m.failed([9; 32]);
+        m.failed([9; 32]);
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 2);
+        m.succeeded([9; 32], Duration::from_millis(3));
+        assert_eq!(m.failures_in_a_row(&[9; 32]), 0);
     }
 
     #[test]
@@ -170,8 +200,15 @@ mod tests {
         let k = [1u8; 32];
         let n = need(None, true, 0);
         assert!(m.due(k, &n, Millis(10_000)));
-        assert!(!m.due(k, &n, Millis(10_999)));
-        assert!(m.due(k, &n, Millis(11_000)));
+        assert!(!m.due(k, &n, Millis(10_500)));
+        assert!(
+            !m.due(k, &n, Millis(10_899)),
+            "more than the jitter tolerance early"
+        );
+        // Within the 100 ms tolerance a timer that fires early still probes.
+        assert!(m.due(k, &n, Millis(10_900)));
+        assert!(!m.due(k, &n, Millis(11_000)));
+        assert!(m.due(k, &n, Millis(11_900)));
         assert!(
             !m.due(k, &need(Some(11), false, 0), Millis(11_500)),
             "not needed"

@@ -2,7 +2,8 @@
 //! yourself, never relay an introducer, never relay a peer on a shared LAN or found by LAN
 //! discovery), then: `--force-relay` relays whenever a relay exists; a stale handshake
 //! (> 150 s, no transfer growth) or probes judging the peer unreachable relay when a relay
-//! exists; a NAT pair the matrix does not expect to connect directly starts relayed while
+//! exists; a peer that says it relays this node is relayed back (one path both ways); a NAT
+//! pair the matrix does not expect to connect directly starts relayed while
 //! punching goes on; otherwise direct. Hysteresis: once relayed, a peer goes back to direct only
 //! after 3 consecutive checks judge direct healthy.
 
@@ -14,6 +15,9 @@ use crate::mesh::nat::AttemptOrder;
 use crate::mesh::time::Millis;
 use crate::proto::{EndpointKind, NodeRecord};
 
+/// Probe failures in a row after which a direct peer is moved to a relay (when one exists);
+/// the probe monitor's 8 failures (temporarily offline) apply when none does.
+pub const PROBE_FAILURES_TO_RELAY: u32 = 3;
 /// Consecutive healthy-direct checks before a relayed peer goes direct again.
 pub const DIRECT_CHECKS_TO_LEAVE_RELAY: u8 = 3;
 
@@ -34,8 +38,11 @@ pub struct RelayInputs {
     pub last_handshake: Option<Millis>,
     /// rx or tx grew since the previous sample.
     pub transfer_grew: bool,
-    /// The probe monitor judged the peer unreachable.
+    /// The probe monitor judged the peer unreachable (for a relayed peer: its direct path).
     pub probe_unreachable: bool,
+    /// The peer said (in a probe through the tunnel, recently) that it reaches this node
+    /// through a relay: follow it, so both directions take the same path.
+    pub peer_relays_us: bool,
     /// The NAT matrix's order for this pair.
     pub attempt_order: AttemptOrder,
 }
@@ -54,6 +61,8 @@ pub enum RelayReason {
     Forced,
     StaleHandshake,
     ProbesFailed,
+    /// The peer relays this node (both directions must take one path).
+    PeerAsked,
     /// The NAT pair is not expected to connect directly: relay while punching.
     NatPair,
 }
@@ -98,6 +107,9 @@ pub fn should_relay(i: &RelayInputs, now: Millis) -> RelayVerdict {
     }
     if i.probe_unreachable {
         return RelayVerdict::Relay(RelayReason::ProbesFailed);
+    }
+    if i.peer_relays_us {
+        return RelayVerdict::Relay(RelayReason::PeerAsked);
     }
     if i.last_handshake.is_none() && i.attempt_order == AttemptOrder::RelayFirst {
         return RelayVerdict::Relay(RelayReason::NatPair);
@@ -157,6 +169,7 @@ mod tests {
             transfer_grew: false,
             probe_unreachable: false,
             attempt_order: AttemptOrder::DirectFirst,
+            peer_relays_us: false,
         }
     }
 

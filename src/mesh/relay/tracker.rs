@@ -118,6 +118,7 @@ mod tests {
             transfer_grew: false,
             probe_unreachable: unreachable,
             attempt_order: AttemptOrder::DirectFirst,
+            peer_relays_us: false,
         }
     }
 

@@ -1,0 +1,166 @@
+//! Relay fallback in the daemon: feeds the core's [`RelayAgreement`] with what the daemon
+//! measured (device samples → handshakes, transfer growth and suspect paths; the prober's
+//! failures and direct-path answers; relay notices from peers' relays), runs a pass, and sends
+//! the notices the pass asks for to the relays' mesh addresses. The decisions are the core's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+use super::probes::Prober;
+use crate::discovery::ControlSocket;
+use crate::discovery::relay_notice::RelayNoticeEvent;
+use crate::mesh::relay::{LocalRelayFacts, PeerEvidence, RelayAgreement};
+use crate::mesh::{HealthView, Millis, PeerStore, SuspectTracker, WgKey, short_key};
+use crate::platform::DeviceState;
+use crate::proto::NatType;
+use crate::proto::relay::{RelayNotice, RelayRole};
+
+/// This node's side of relay decisions.
+pub struct RelayLocal<'a> {
+    pub key: WgKey,
+    pub nat: NatType,
+    pub networks: &'a [IpNet],
+    pub force_relay: bool,
+}
+
+/// Relay state across the daemon's loop.
+#[derive(Default)]
+pub struct Relaying {
+    agreement: RelayAgreement,
+    suspects: SuspectTracker,
+    previous: BTreeMap<WgKey, (u64, u64)>,
+    grew: BTreeSet<WgKey>,
+    handshakes: BTreeMap<WgKey, Option<Millis>>,
+    new_suspects: bool,
+}
+
+impl Relaying {
+    /// Takes one device sample.
+    pub fn observe_device(&mut self, state: &DeviceState) {
+        let sample: Vec<(WgKey, u64, u64)> = state
+            .peers
+            .iter()
+            .map(|p| (p.config.public_key, p.rx_bytes, p.tx_bytes))
+            .collect();
+        self.grew = sample
+            .iter()
+            .filter(|(k, rx, tx)| {
+                self.previous
+                    .get(k)
+                    .is_some_and(|(prx, ptx)| rx > prx || tx > ptx)
+            })
+            .map(|(k, _, _)| *k)
+            .collect();
+        self.previous = sample.iter().map(|(k, rx, tx)| (*k, (*rx, *tx))).collect();
+        self.handshakes = state
+            .peers
+            .iter()
+            .map(|p| {
+                let at = p
+                    .last_handshake
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| Millis(d.as_millis() as u64));
+                (p.config.public_key, at)
+            })
+            .collect();
+        tracing::trace!(?sample, grew = self.grew.len(), "device sample");
+        let newly = self.suspects.observe(sample);
+        for k in &newly {
+            tracing::debug!(peer = %short_key(k), "sent to the peer without hearing back: probing it");
+        }
+        self.new_suspects |= !newly.is_empty();
+    }
+
+    /// Whether a peer became suspect since the last call (probe at once, not at the next tick).
+    pub fn take_new_suspects(&mut self) -> bool {
+        std::mem::take(&mut self.new_suspects)
+    }
+
+    /// Whether any peer's transfer grew between the last two samples (sample faster then).
+    pub fn traffic_flowing(&self) -> bool {
+        !self.grew.is_empty()
+    }
+
+    /// The peers the last device sample found sending without hearing back.
+    pub fn suspects(&self, peers: &PeerStore) -> BTreeSet<WgKey> {
+        peers
+            .snapshot()
+            .iter()
+            .map(|e| *e.key())
+            .filter(|k| self.suspects.is_suspect(k))
+            .collect()
+    }
+
+    /// A relay notice; returns whether a pass should run now.
+    pub fn on_notice(&mut self, ev: &RelayNoticeEvent) -> bool {
+        tracing::debug!(peer = %short_key(&ev.peer), relay = %short_key(&ev.relay), relayed = ev.relayed, "relay notice");
+        self.agreement
+            .on_notice(ev.peer, ev.relay, ev.relayed, ev.received_at)
+    }
+
+    /// Runs one pass; updates `health.relayed` and returns whether it changed (reconcile now).
+    pub async fn pass(
+        &mut self,
+        local: &RelayLocal<'_>,
+        store: &PeerStore,
+        health: &mut HealthView,
+        prober: &Prober,
+        exchange: &ControlSocket,
+        now: Millis,
+    ) -> bool {
+        let peers = store.snapshot();
+        let evidence: BTreeMap<WgKey, PeerEvidence> = peers
+            .iter()
+            .map(|e| {
+                let key = *e.key();
+                let ev = PeerEvidence {
+                    last_handshake: self.handshakes.get(&key).copied().flatten(),
+                    transfer_grew: self.grew.contains(&key),
+                    probe_failures: prober.failures_in_a_row(&key),
+                    direct_answered_at: prober.direct_answered_at(&key),
+                };
+                (key, ev)
+            })
+            .collect();
+        let facts = LocalRelayFacts {
+            key: local.key,
+            nat: local.nat,
+            networks: local.networks,
+            force_relay: local.force_relay,
+        };
+        let pass = self
+            .agreement
+            .pass(&facts, &peers, &health.offline, &evidence, now);
+        for n in &pass.notices {
+            let Some(relay) = store.get(&n.relay) else {
+                continue;
+            };
+            let to = SocketAddr::new(relay.record.mesh_ipv4.into(), relay.record.control_port);
+            let notice = RelayNotice {
+                peer: n.peer,
+                relayed: n.relayed,
+                role: RelayRole::ToRelay,
+            };
+            if let Err(e) = exchange.send_relay_notice(to, notice).await {
+                tracing::debug!(error = %e, "relay notice not sent");
+            }
+        }
+        if pass.relayed == health.relayed {
+            return false;
+        }
+        for (peer, relay) in &pass.relayed {
+            if health.relayed.get(peer) != Some(relay) {
+                tracing::info!(peer = %short_key(peer), relay = %short_key(relay), "peer now reached through a relay");
+            }
+        }
+        for peer in health.relayed.keys() {
+            if !pass.relayed.contains_key(peer) {
+                tracing::info!(peer = %short_key(peer), "peer reached directly again");
+            }
+        }
+        health.relayed = pass.relayed;
+        true
+    }
+}

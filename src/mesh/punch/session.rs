@@ -1,0 +1,146 @@
+//! One punch toward a peer: from the start time, each candidate in turn gets one step (one
+//! WireGuard handshake initiation: WireGuard sends at most one per 5 s per peer entry, so the
+//! daemon re-creates the entry for each candidate); at most [`MAX_STEPS`] candidates. The
+//! session succeeds when a handshake newer than its start shows up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::mesh::WgKey;
+use crate::mesh::time::Millis;
+
+/// Time given to each candidate.
+pub const STEP: Duration = Duration::from_secs(1);
+/// Most candidates tried in one session.
+pub const MAX_STEPS: usize = 6;
+/// A start further ahead than this is refused (a wrong clock or a hostile introducer).
+pub const MAX_START_AHEAD: Duration = Duration::from_secs(10);
+
+/// What the punch wants now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunchStep {
+    /// Before the start time.
+    Wait,
+    /// Point the peer's entry at this candidate (step `index`) and send into the tunnel.
+    Try { index: usize, addr: SocketAddr },
+    /// Every candidate had its step.
+    Done,
+}
+
+/// One punch session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PunchSession {
+    pub peer: WgKey,
+    pub introducer: WgKey,
+    candidates: Vec<SocketAddr>,
+    start_at: Millis,
+}
+
+impl PunchSession {
+    /// A session from an introducer's start; `None` when it has no candidate or starts
+    /// implausibly far ahead. A start in the past begins now.
+    pub fn new(
+        peer: WgKey,
+        introducer: WgKey,
+        candidates: Vec<SocketAddr>,
+        start_at: Millis,
+        now: Millis,
+    ) -> Option<Self> {
+        if candidates.is_empty() || start_at.since(now) > MAX_START_AHEAD {
+            return None;
+        }
+        let mut candidates = candidates;
+        candidates.truncate(MAX_STEPS);
+        Some(Self {
+            peer,
+            introducer,
+            candidates,
+            start_at: start_at.max(now),
+        })
+    }
+
+    /// When the session begins.
+    pub fn start_at(&self) -> Millis {
+        self.start_at
+    }
+
+    /// The step at `now`.
+    pub fn step(&self, now: Millis) -> PunchStep {
+        if now < self.start_at {
+            return PunchStep::Wait;
+        }
+        let index = (now.since(self.start_at).as_millis() / STEP.as_millis()) as usize;
+        match self.candidates.get(index) {
+            Some(addr) => PunchStep::Try { index, addr: *addr },
+            None => PunchStep::Done,
+        }
+    }
+
+    /// When the step after the one at `now` begins (the daemon's next wake-up).
+    pub fn next_change(&self, now: Millis) -> Option<Millis> {
+        match self.step(now) {
+            PunchStep::Wait => Some(self.start_at),
+            PunchStep::Try { index, .. } => Some(self.start_at + STEP * (index as u32 + 1)),
+            PunchStep::Done => None,
+        }
+    }
+
+    /// Whether a handshake at `handshake` proves this session worked.
+    pub fn succeeded_by(&self, handshake: Option<Millis>) -> bool {
+        handshake.is_some_and(|h| h >= self.start_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: usize) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([198, 51, 100, i as u8 + 1], 51820)))
+            .collect()
+    }
+
+    const NOW: Millis = Millis(1_000_000);
+
+    #[test]
+    fn walks_the_candidates_one_step_each_from_the_start() {
+        let s = PunchSession::new([2; 32], [9; 32], addrs(3), NOW + STEP, NOW).unwrap();
+        assert_eq!(s.step(NOW), PunchStep::Wait);
+        assert_eq!(s.next_change(NOW), Some(NOW + STEP));
+        let a = addrs(3);
+        assert_eq!(
+            s.step(NOW + STEP),
+            PunchStep::Try {
+                index: 0,
+                addr: a[0]
+            }
+        );
+        assert_eq!(
+            s.step(NOW + STEP * 2 + Duration::from_millis(999)),
+            PunchStep::Try {
+                index: 1,
+                addr: a[1]
+            }
+        );
+        assert_eq!(s.next_change(NOW + STEP * 3), Some(NOW + STEP * 4));
+        assert_eq!(s.step(NOW + STEP * 4), PunchStep::Done);
+        assert_eq!(s.next_change(NOW + STEP * 4), None);
+        assert!(!s.succeeded_by(Some(NOW)));
+        assert!(s.succeeded_by(Some(NOW + STEP * 2)));
+    }
+
+    #[test]
+    fn refuses_empty_or_far_future_starts_and_caps_the_steps() {
+        assert!(PunchSession::new([2; 32], [9; 32], vec![], NOW, NOW).is_none());
+        let far = NOW + MAX_START_AHEAD + Duration::from_millis(1);
+        assert!(PunchSession::new([2; 32], [9; 32], addrs(1), far, NOW).is_none());
+        let past = PunchSession::new([2; 32], [9; 32], addrs(10), Millis(1), NOW).unwrap();
+        assert_eq!(past.start_at(), NOW, "a start in the past begins now");
+        assert_eq!(
+            past.step(NOW + STEP * MAX_STEPS as u32),
+            PunchStep::Done,
+            "at most {MAX_STEPS} candidates"
+        );
+    }
+}

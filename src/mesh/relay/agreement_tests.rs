@@ -1,0 +1,278 @@
+//! The relay agreement under virtual time: two nodes and one introducer, notices delivered by
+//! hand (what the relay's control socket does).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use super::agreement::*;
+use crate::mesh::health::OfflineList;
+use crate::mesh::rank::DiscoveryMethod;
+use crate::mesh::testkit::{address_check, key, record};
+use crate::mesh::time::Millis;
+use crate::mesh::{PeerEntry, PeerStore, PeerUpdate, StoreConfig, WgKey};
+use crate::proto::NatType;
+
+const A: u32 = 1;
+const B: u32 = 2;
+const R: u32 = 3;
+
+/// The store of node `me`: the other node and the introducer.
+fn peers_of(me: u32, now: Millis) -> Vec<PeerEntry> {
+    let store = PeerStore::new(StoreConfig::default(), address_check());
+    for n in [A, B, R] {
+        if n == me {
+            continue;
+        }
+        let mut r = record(n);
+        r.introducer = n == R;
+        store
+            .update(PeerUpdate::new(r, DiscoveryMethod::Dht), now)
+            .unwrap();
+    }
+    store.snapshot()
+}
+
+fn local(me: u32) -> LocalRelayFacts<'static> {
+    LocalRelayFacts {
+        key: key(me),
+        nat: NatType::PortRestrictedCone,
+        networks: &[],
+        force_relay: false,
+    }
+}
+
+fn healthy(now: Millis) -> PeerEvidence {
+    PeerEvidence {
+        last_handshake: Some(now),
+        transfer_grew: true,
+        probe_failures: 0,
+        direct_answered_at: Some(now),
+    }
+}
+
+fn failing() -> PeerEvidence {
+    PeerEvidence {
+        last_handshake: None,
+        transfer_grew: false,
+        probe_failures: 3,
+        direct_answered_at: None,
+    }
+}
+
+fn evidence(peer: u32, e: PeerEvidence) -> BTreeMap<WgKey, PeerEvidence> {
+    let mut m = BTreeMap::from([(key(peer), e)]);
+    m.insert(key(R), PeerEvidence::default());
+    m
+}
+
+fn at(s: u64) -> Millis {
+    Millis::from_secs(1_000_000 + s)
+}
+
+#[test]
+fn one_side_fails_over_and_the_other_follows_through_the_relays_notice() {
+    let (mut a, mut b) = (RelayAgreement::default(), RelayAgreement::default());
+    let off = OfflineList::default();
+    let pa = a.pass(
+        &local(A),
+        &peers_of(A, at(0)),
+        &off,
+        &evidence(B, failing()),
+        at(0),
+    );
+    assert_eq!(pa.relayed, BTreeMap::from([(key(B), key(R))]));
+    assert_eq!(
+        pa.notices,
+        vec![NoticeToSend {
+            relay: key(R),
+            peer: key(B),
+            relayed: true
+        }]
+    );
+    // The relay passes it on; B's own evidence is fine, yet it follows at once.
+    assert!(b.on_notice(key(A), key(R), true, at(0)));
+    let pb = b.pass(
+        &local(B),
+        &peers_of(B, at(0)),
+        &off,
+        &evidence(A, healthy(at(0))),
+        at(0),
+    );
+    assert_eq!(pb.relayed, BTreeMap::from([(key(A), key(R))]));
+    assert!(
+        pb.notices.is_empty(),
+        "a follower does not echo the request"
+    );
+    // A repeats its notice every 2 s while relaying on its own evidence.
+    let again = a.pass(
+        &local(A),
+        &peers_of(A, at(1)),
+        &off,
+        &evidence(B, failing()),
+        at(1),
+    );
+    assert!(again.notices.is_empty());
+    let again = a.pass(
+        &local(A),
+        &peers_of(A, at(2)),
+        &off,
+        &evidence(B, failing()),
+        at(2),
+    );
+    assert_eq!(again.notices.len(), 1);
+}
+
+#[test]
+fn both_go_direct_together_when_the_direct_path_answers_again() {
+    let (mut a, mut b) = (RelayAgreement::default(), RelayAgreement::default());
+    let off = OfflineList::default();
+    a.pass(
+        &local(A),
+        &peers_of(A, at(0)),
+        &off,
+        &evidence(B, failing()),
+        at(0),
+    );
+    b.on_notice(key(A), key(R), true, at(0));
+    b.pass(
+        &local(B),
+        &peers_of(B, at(0)),
+        &off,
+        &evidence(A, healthy(at(0))),
+        at(0),
+    );
+    // The direct path answers again: A needs 3 healthy passes, B holds on A's notices.
+    let mut last = RelayPass::default();
+    for s in 1..=3 {
+        last = a.pass(
+            &local(A),
+            &peers_of(A, at(5 * s)),
+            &off,
+            &evidence(B, healthy(at(5 * s))),
+            at(5 * s),
+        );
+        if s < 3 {
+            assert_eq!(
+                last.relayed.len(),
+                1,
+                "hysteresis: still relayed after {s} healthy passes"
+            );
+            b.on_notice(key(A), key(R), true, at(5 * s));
+        }
+    }
+    assert!(last.relayed.is_empty());
+    assert_eq!(
+        last.notices,
+        vec![NoticeToSend {
+            relay: key(R),
+            peer: key(B),
+            relayed: false
+        }]
+    );
+    assert!(b.on_notice(key(A), key(R), false, at(15)));
+    let pb = b.pass(
+        &local(B),
+        &peers_of(B, at(15)),
+        &off,
+        &evidence(A, healthy(at(15))),
+        at(15),
+    );
+    assert!(pb.relayed.is_empty(), "B goes direct in the same moment");
+}
+
+#[test]
+fn two_nodes_relaying_on_their_own_evidence_do_not_hold_each_other() {
+    let (mut a, mut b) = (RelayAgreement::default(), RelayAgreement::default());
+    let off = OfflineList::default();
+    a.pass(
+        &local(A),
+        &peers_of(A, at(0)),
+        &off,
+        &evidence(B, failing()),
+        at(0),
+    );
+    b.pass(
+        &local(B),
+        &peers_of(B, at(0)),
+        &off,
+        &evidence(A, failing()),
+        at(0),
+    );
+    a.on_notice(key(B), key(R), true, at(0));
+    b.on_notice(key(A), key(R), true, at(0));
+    // Both heal. A flips after 3 passes and says so; B drops its state and goes direct.
+    let mut s = 1;
+    let flipped = loop {
+        let now = at(5 * s);
+        let pa = a.pass(
+            &local(A),
+            &peers_of(A, now),
+            &off,
+            &evidence(B, healthy(now)),
+            now,
+        );
+        if pa.relayed.is_empty() {
+            break pa;
+        }
+        assert!(s < 6, "A never went direct");
+        b.on_notice(key(A), key(R), true, now);
+        s += 1;
+    };
+    assert!(flipped.notices.iter().any(|n| !n.relayed));
+    b.on_notice(key(A), key(R), false, at(5 * s));
+    let pb = b.pass(
+        &local(B),
+        &peers_of(B, at(5 * s)),
+        &off,
+        &evidence(A, healthy(at(5 * s))),
+        at(5 * s),
+    );
+    assert!(pb.relayed.is_empty());
+}
+
+#[test]
+fn a_stale_request_expires_and_nothing_relays_without_an_introducer() {
+    let mut b = RelayAgreement::default();
+    let off = OfflineList::default();
+    b.on_notice(key(A), key(R), true, at(0));
+    let pb = b.pass(
+        &local(B),
+        &peers_of(B, at(0)),
+        &off,
+        &evidence(A, healthy(at(0))),
+        at(0),
+    );
+    assert_eq!(pb.relayed.len(), 1);
+    // No more notices: after 6 s the request is gone; the direct path answers, so B returns
+    // after its hysteresis.
+    let mut relayed = true;
+    for s in 2..=6 {
+        let now = at(5 * s);
+        relayed = !b
+            .pass(
+                &local(B),
+                &peers_of(B, now),
+                &off,
+                &evidence(A, healthy(now)),
+                now,
+            )
+            .relayed
+            .is_empty();
+    }
+    assert!(!relayed);
+
+    // Without an introducer in the store nobody is relayed, however bad the path.
+    let mut lone = RelayAgreement::default();
+    let store = PeerStore::new(StoreConfig::default(), address_check());
+    store
+        .update(PeerUpdate::new(record(B), DiscoveryMethod::Dht), at(0))
+        .unwrap();
+    let p = lone.pass(
+        &local(A),
+        &store.snapshot(),
+        &off,
+        &evidence(B, failing()),
+        at(0),
+    );
+    assert!(p.relayed.is_empty() && p.notices.is_empty());
+}
