@@ -51,7 +51,7 @@ t0=$(date +%s.%N)
 for i in $(seq "$N"); do
     mkdir -p "$DIR/n$i"
     ip netns exec "$ID-h$i" "$BIN" up --interface "${ID}n$i" --secret-file "$DIR/mesh.secret" \
-        --state-dir "$DIR/n$i/state" --runtime-dir "$DIR/n$i/run" >"$DIR/n$i/log" 2>&1 &
+        --state-dir "$DIR/n$i/state" --runtime-dir "$DIR/n$i/run" --no-dht >"$DIR/n$i/log" 2>&1 &
     PIDS+=($!)
 done
 

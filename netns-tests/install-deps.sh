@@ -25,6 +25,7 @@ declare -A apt_pkg=(
     [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe
     [qemu-system-x86]=/usr/bin/qemu-system-x86_64 [busybox-static]=/bin/busybox
     [file]=/usr/bin/file [python3-pip]=/usr/bin/pip3 [systemd]=/usr/bin/systemd-analyze
+    [coturn]=/usr/bin/turnserver
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done
@@ -42,10 +43,31 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
     echo "apt-get install ${apt_missing[*]}"
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+    # The NAT tests run coturn in a namespace; the package's host-wide service is not wanted.
+    if [[ " ${apt_missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now coturn >/dev/null 2>&1 || true
+    fi
 fi
 if ! command -v vng >/dev/null; then
     need_root "virtme-ng"
     echo "pip install virtme-ng==1.42"
     python3 -m pip install -q "virtme-ng==1.42" 2>/dev/null ||
         python3 -m pip install -q --break-system-packages "virtme-ng==1.42"
+fi
+# DHT tests (netns-tests/src/bin/dht-tests.rs): a private Mainline DHT made of npm
+# bittorrent-dht nodes (node + npm from Debian; the package pinned, installed once into
+# WGMESH_DHT_NODE_DIR, default /var/cache/wgmesh-tests/dht).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    need_root "nodejs npm"
+    echo "apt-get install nodejs npm"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+dht_dir=${WGMESH_DHT_NODE_DIR:-/var/cache/wgmesh-tests/dht}
+dht_version=11.0.12
+if [ "$(node -p "try{require('$dht_dir/node_modules/bittorrent-dht/package.json').version}catch(e){''}" 2>/dev/null)" != "$dht_version" ]; then
+    echo "npm install bittorrent-dht@$dht_version into $dht_dir"
+    mkdir -p "$dht_dir"
+    (cd "$dht_dir" && { [ -f package.json ] || echo '{"name":"wgmesh-test-dht","private":true}' >package.json; } &&
+        npm install --no-audit --no-fund --loglevel=error "bittorrent-dht@$dht_version" >/dev/null)
 fi

@@ -57,6 +57,10 @@ cargo build --locked -q --workspace --bins
 target/debug/daemon-tests
 step "relay fallback: failover through an introducer and back (routed namespaces)"
 target/debug/relay-tests
+step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon behind a NAT (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+target/debug/nat-tests
+step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"
+target/debug/dht-tests
 step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"
 cargo build --locked -q --release --workspace --bins
 target/release/hostile-tests

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use wgmesh::identity::NodeIdentity;
 use wgmesh::mesh::Millis;
 use wgmesh::mesh::dandelion::epoch_of;
+use wgmesh::proto::dht_item;
 use wgmesh::proto::envelope::{self, MessageType};
 use wgmesh::proto::messages::{Goodbye, Message, Stem};
 use wgmesh::proto::record::{EndpointCandidate, EndpointKind, NatType, NodeRecord, RecordVerifier};
@@ -86,6 +87,14 @@ fn build_vectors() -> Value {
         hop: 1,
     });
     let passphrase = MeshSecret::parse("correct horse battery staple").unwrap();
+    let item_nonce: [u8; 24] = seq_bytes(0x60);
+    let item = dht_item::seal_item_with_nonce(&keys, &signed, &item_nonce).unwrap();
+    assert_eq!(dht_item::open_item(&keys, &item).unwrap(), signed);
+    let salt = keys.dht_item_salt();
+    let item_seq = i64::try_from(record.sequence).unwrap();
+    let item_signature = identity.sign(&dht_item::bep44_signable(salt, item_seq, &item));
+    let target: [u8; 20] =
+        mainline::MutableItem::target_from_key(&identity.ed25519_public(), Some(salt)).into();
     json!({
         "mesh_secret": {
             "bytes": hex::encode(secret.as_bytes()),
@@ -132,6 +141,14 @@ fn build_vectors() -> Value {
             "epoch": epoch,
             "epoch_seed": hex::encode(keys.dandelion_epoch_seed(epoch)),
             "stem_payload_hop1": hex::encode(stem.encode_payload()),
+        },
+        "dht_item": {
+            "salt": hex::encode(salt),
+            "target": hex::encode(target),
+            "seq": item_seq,
+            "nonce": hex::encode(item_nonce),
+            "value": hex::encode(&item),
+            "signature": hex::encode(item_signature),
         },
     })
 }

@@ -199,6 +199,22 @@ def check_vectors():
     check("stem payload = {1: signed record, 2: hop}",
           cbor2.loads(bytes.fromhex(dd["stem_payload_hop1"])) == {1: [body, sig], 2: 1}
           and cbor2.dumps({1: [body, sig], 2: 1}).hex() == dd["stem_payload_hop1"])
+    it = v["dht_item"]
+    salt = hkdf(s, "dht-item-salt", 16)
+    check("dht item salt", salt.hex() == it["salt"])
+    check("dht item target = sha1(key || salt)", hashlib.sha1(pk + salt).hexdigest() == it["target"])
+    val = bytes.fromhex(it["value"])
+    check("dht item <= 996 bytes", len(val) <= 996)
+    check("dht item nonce", val[:24].hex() == it["nonce"])
+    plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(val[24:], b"wgmesh/v2 dht item",
+                                                              val[:24], d["control-key"])
+    check("dht item opens to the signed record", cbor2.loads(plain) == [body, sig])
+    signable = (b"4:salt%d:" % len(salt) + salt + b"3:seqi%de1:v%d:" % (it["seq"], len(val)) + val)
+    try:
+        vk.verify(signable, bytes.fromhex(it["signature"]))
+        check("dht item BEP 44 signature verifies", True)
+    except Exception as e:  # noqa: BLE001
+        check("dht item BEP 44 signature verifies", False, str(e))
 
 
 # ---------------------------------------------------------------- 2. secret inspect --json

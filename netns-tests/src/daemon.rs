@@ -200,6 +200,13 @@ impl Node {
             .unwrap_or_else(|e| panic!("log {}: {e}", self.log_path().display()));
         let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
         let bin = wgmesh_bin();
+        // No test may touch the public DHT: without a private --dht-bootstrap, the DHT is off.
+        let private_dht = self
+            .extra_args
+            .iter()
+            .chain(args)
+            .any(|a| a.starts_with("--dht-bootstrap"));
+        let no_dht: &[&str] = if private_dht { &[] } else { &["--no-dht"] };
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns])
             .arg(&bin)
@@ -219,8 +226,18 @@ impl Node {
             .arg("--runtime-dir")
             .arg(self.runtime_dir())
             .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(no_dht)
             .args(&self.extra_args)
             .args(args)
+            // No test asks the public STUN servers: tests that want STUN pass the lab's.
+            .args(
+                (!self
+                    .extra_args
+                    .iter()
+                    .chain(args)
+                    .any(|a| a.starts_with("--stun")))
+                .then_some("--no-stun"),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);

@@ -7,8 +7,10 @@
 
 pub mod checks;
 pub mod daemon;
+pub mod dht;
 pub mod hostile;
 pub mod keys;
 pub mod lab;
+pub mod nat;
 pub mod nsexec;
 pub mod preflight;

@@ -2,6 +2,7 @@
 //! is used; everything below returns typed errors.
 
 pub mod identity_cmd;
+pub mod netcheck_cmd;
 pub mod secret_cmd;
 pub mod show_cmd;
 pub mod up_cmd;
@@ -45,6 +46,9 @@ pub enum Command {
     Secret(secret_cmd::SecretCommand),
     /// Print this node's WireGuard public key (creating the identity with --create).
     Identity(identity_cmd::IdentityArgs),
+    /// Check this host's NAT and connectivity with STUN (no daemon needed): public addresses,
+    /// mapping and filtering behaviour, per-server latency.
+    Netcheck(netcheck_cmd::NetcheckArgs),
 }
 
 /// Runs the parsed command line.
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => show_cmd::run(args),
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Identity(args) => identity_cmd::run(args),
+        Command::Netcheck(args) => netcheck_cmd::run(args),
     }
 }
 

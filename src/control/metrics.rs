@@ -78,9 +78,64 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Dandelion++ stems handled, by action (forward, fluff, embargo_fluff, stem_known, own_record).",
     ),
     (
+        "wgmesh_stun_checks_total",
+        Kind::Counter,
+        "NAT checks (STUN) run, by reason (start, periodic, address-change, wake-up).",
+    ),
+    (
+        "wgmesh_stun_latency_seconds",
+        Kind::Gauge,
+        "Round-trip time of the latest STUN answer, per server address.",
+    ),
+    (
+        "wgmesh_nat_info",
+        Kind::Gauge,
+        "1, labelled with the NAT type and mapping of the latest check.",
+    ),
+    (
         "wgmesh_events_dropped_total",
         Kind::Counter,
         "Peer-store events lost by a lagging subscriber.",
+    ),
+    (
+        "wgmesh_dht_routing_table_nodes",
+        Kind::Gauge,
+        "Nodes in the Mainline DHT routing table.",
+    ),
+    (
+        "wgmesh_dht_bootstrap_failures_total",
+        Kind::Counter,
+        "DHT bootstrap attempts that found no node.",
+    ),
+    (
+        "wgmesh_dht_announces_total",
+        Kind::Counter,
+        "DHT announces of the control port, by result.",
+    ),
+    (
+        "wgmesh_dht_lookups_total",
+        Kind::Counter,
+        "DHT topic lookups, by result.",
+    ),
+    (
+        "wgmesh_dht_peers_found_total",
+        Kind::Counter,
+        "Addresses found in DHT lookups (before the contact limit).",
+    ),
+    (
+        "wgmesh_dht_contacts_total",
+        Kind::Counter,
+        "Addresses found in the DHT that were greeted with a hello.",
+    ),
+    (
+        "wgmesh_dht_items_stored_total",
+        Kind::Counter,
+        "Stores of this node's BEP 44 item, by result.",
+    ),
+    (
+        "wgmesh_dht_items_fetched_total",
+        Kind::Counter,
+        "Fetches of quiet peers' BEP 44 items, by result (newer, unchanged, none, invalid, error).",
     ),
 ];
 

@@ -22,6 +22,41 @@ pub struct InterfaceReport {
     pub introducer: bool,
     pub peers_active: usize,
     pub peers_total: usize,
+    /// The latest NAT check (null before the first one, or with --no-stun).
+    #[serde(default)]
+    pub nat: Option<NatReport>,
+    /// The endpoint candidates this node's record lists.
+    #[serde(default)]
+    pub endpoint_candidates: Vec<CandidateReport>,
+}
+
+/// The latest NAT check of the daemon (STUN from the control port).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NatReport {
+    /// Some STUN server answered.
+    pub udp: bool,
+    /// IPv4 mapping: "endpoint-independent", "endpoint-dependent" or "unknown".
+    pub mapping: String,
+    /// Whether the NAT kept the control port (null without an answer).
+    pub port_preserved: Option<bool>,
+    /// IPv4 filtering (RFC 5780 servers only): "endpoint-independent", "address-dependent",
+    /// "address-and-port-dependent", or null.
+    pub filtering: Option<String>,
+    /// The public IPv6 address STUN saw, if any.
+    pub public_ipv6: Option<String>,
+    /// Complete checks (mapping and filtering test) since start.
+    pub checks: u64,
+    /// Unix milliseconds of the latest result (a check first reports its mapping, then the
+    /// filtering test's outcome).
+    pub checked_at_ms: u64,
+}
+
+/// One endpoint candidate of this node's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CandidateReport {
+    /// "lan", "stun", "observed", "public-ipv6" or "wireguard-mapped".
+    pub kind: String,
+    pub address: String,
 }
 
 /// One peer block: `wg show`'s facts plus the mesh's.
@@ -50,9 +85,42 @@ pub struct PeerReport {
     pub active: bool,
 }
 
+/// The Mainline DHT block (null with --no-dht).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DhtReport {
+    /// "starting", "bootstrapping", "ready" or "backing-off".
+    pub state: String,
+    /// Where the current (or last) bootstrap took its nodes: "persisted", "configured",
+    /// "public-routers".
+    pub bootstrap_source: Option<String>,
+    /// Failed bootstrap attempts in a row.
+    pub bootstrap_failures: u32,
+    /// Seconds until the next bootstrap attempt while backing off.
+    pub retry_in_secs: Option<u64>,
+    pub routing_table_nodes: usize,
+    /// Where the DHT nodes see this node's DHT socket, once they agree.
+    pub public_address: Option<String>,
+    pub announces: u64,
+    pub lookups: u64,
+    /// Addresses found by lookups, and how many of them were greeted.
+    pub peers_found: u64,
+    pub contacts: u64,
+    /// Sequence of the record last stored as this node's BEP 44 item.
+    pub item_sequence: Option<u64>,
+    pub items_stored: u64,
+    pub items_fetched: u64,
+    /// Fetched items that held a newer record of a quiet peer.
+    pub items_newer: u64,
+    /// Unix seconds of the last lookup.
+    pub last_lookup: Option<u64>,
+}
+
 /// Everything `wgmesh show` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ShowReport {
     pub interface: InterfaceReport,
     pub peers: Vec<PeerReport>,
+    /// The DHT block; null when the DHT is off.
+    #[serde(default)]
+    pub dht: Option<DhtReport>,
 }

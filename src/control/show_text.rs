@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{PeerReport, ShowReport};
+use super::report::{DhtReport, PeerReport, ShowReport};
 
 /// `wg`'s duration wording: "1 day, 2 hours, 5 seconds".
 pub fn pretty_duration(mut secs: u64) -> String {
@@ -114,6 +114,58 @@ fn peer_block(out: &mut String, p: &PeerReport, now_unix: u64) {
     }
 }
 
+/// "mapping endpoint-independent, port preserved, filtering …" (or "no STUN answer").
+fn nat_line(n: &super::report::NatReport) -> String {
+    if !n.udp {
+        return "no STUN server answered (UDP blocked?)".into();
+    }
+    let mut parts = vec![format!("mapping {}", n.mapping)];
+    match n.port_preserved {
+        Some(true) => parts.push("port preserved".into()),
+        Some(false) => parts.push("port not preserved".into()),
+        None => {}
+    }
+    if let Some(f) = &n.filtering {
+        parts.push(format!("filtering {f}"));
+    }
+    if let Some(v6) = &n.public_ipv6 {
+        parts.push(format!("public ipv6 {v6}"));
+    }
+    parts.join(", ")
+}
+
+fn dht_lines(out: &mut String, d: &DhtReport) {
+    let mut state = d.state.clone();
+    if let Some(src) = &d.bootstrap_source {
+        let _ = write!(state, " (bootstrap: {src})");
+    }
+    if let Some(s) = d.retry_in_secs {
+        let _ = write!(
+            state,
+            ", {} failed, retry in {}",
+            d.bootstrap_failures,
+            pretty_duration(s)
+        );
+    }
+    let _ = writeln!(out, "  dht: {state}, {} nodes", d.routing_table_nodes);
+    if let Some(a) = &d.public_address {
+        let _ = writeln!(out, "  dht public address: {a}");
+    }
+    let _ = writeln!(
+        out,
+        "  dht lookups: {} ({} announces), {} addresses found, {} greeted",
+        d.lookups, d.announces, d.peers_found, d.contacts
+    );
+    let item = d
+        .item_sequence
+        .map_or("none".to_string(), |s| format!("sequence {s}"));
+    let _ = writeln!(
+        out,
+        "  dht item: {item}, stored {} times; {} fetched, {} newer",
+        d.items_stored, d.items_fetched, d.items_newer
+    );
+}
+
 /// Renders the report; `now_unix` makes "N seconds ago" testable.
 pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let i = &report.interface;
@@ -130,6 +182,17 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
     if let Some(e) = &i.public_endpoint {
         let _ = writeln!(out, "  public endpoint: {e}");
     }
+    if let Some(n) = &i.nat {
+        let _ = writeln!(out, "  nat check: {}", nat_line(n));
+    }
+    if !i.endpoint_candidates.is_empty() {
+        let list: Vec<String> = i
+            .endpoint_candidates
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.address))
+            .collect();
+        let _ = writeln!(out, "  endpoints: {}", list.join(", "));
+    }
     let _ = writeln!(out, "  backend: {}", i.backend);
     let _ = writeln!(
         out,
@@ -141,6 +204,9 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
         "  peers: {} active, {} total",
         i.peers_active, i.peers_total
     );
+    if let Some(d) = &report.dht {
+        dht_lines(&mut out, d);
+    }
     for p in &report.peers {
         out.push('\n');
         peer_block(&mut out, p, now_unix);
@@ -178,6 +244,42 @@ mod tests {
     }
 
     #[test]
+    fn render_has_the_nat_check_and_endpoints() {
+        use crate::control::report::{CandidateReport, NatReport};
+        let mut report = ShowReport::default();
+        report.interface.nat_type = "port-restricted-cone".into();
+        report.interface.public_endpoint = Some("198.51.100.2:51900".into());
+        report.interface.nat = Some(NatReport {
+            udp: true,
+            mapping: "endpoint-independent".into(),
+            port_preserved: Some(true),
+            filtering: Some("address-and-port-dependent".into()),
+            ..Default::default()
+        });
+        report.interface.endpoint_candidates = vec![
+            CandidateReport {
+                kind: "lan".into(),
+                address: "10.0.1.11:51820".into(),
+            },
+            CandidateReport {
+                kind: "stun".into(),
+                address: "198.51.100.2:51820".into(),
+            },
+        ];
+        let text = render(&report, 0);
+        for want in [
+            "nat type: port-restricted-cone",
+            "public endpoint: 198.51.100.2:51900",
+            "nat check: mapping endpoint-independent, port preserved, filtering address-and-port-dependent",
+            "endpoints: lan 10.0.1.11:51820, stun 198.51.100.2:51820",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        report.interface.nat = Some(NatReport::default());
+        assert!(render(&report, 0).contains("nat check: no STUN server answered (UDP blocked?)"));
+    }
+
+    #[test]
     fn render_has_the_interface_and_peer_blocks() {
         let report = ShowReport {
             interface: InterfaceReport {
@@ -209,6 +311,18 @@ mod tests {
                 active: true,
                 ..Default::default()
             }],
+            dht: Some(DhtReport {
+                state: "ready".into(),
+                bootstrap_source: Some("configured".into()),
+                routing_table_nodes: 8,
+                lookups: 4,
+                announces: 2,
+                peers_found: 6,
+                contacts: 2,
+                item_sequence: Some(77),
+                items_stored: 1,
+                ..Default::default()
+            }),
         };
         let text = render(&report, 1000);
         for want in [
@@ -222,6 +336,9 @@ mod tests {
             "discovered via: lan, gossip",
             "last seen: Now",
             "rtt: 1.2 ms",
+            "dht: ready (bootstrap: configured), 8 nodes",
+            "dht lookups: 4 (2 announces), 6 addresses found, 2 greeted",
+            "dht item: sequence 77, stored 1 times; 0 fetched, 0 newer",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -22,6 +22,9 @@ pub const DEFAULT_INTERFACE: &str = "wg0";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/wgmesh";
 /// Default runtime directory (control socket).
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/wgmesh";
+/// STUN servers asked when neither `--stun` nor `--no-stun` is given.
+pub const DEFAULT_STUN_SERVERS: [&str; 2] = ["stun.l.google.com:19302", "stun.cloudflare.com:3478"];
+
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -87,12 +90,19 @@ pub struct UpArgs {
     /// A static control endpoint to contact (repeatable), for meshes without DHT or LAN.
     #[arg(long, value_name = "HOST:PORT")]
     pub peer: Vec<String>,
-    /// DHT bootstrap nodes instead of the public routers (comma-separated).
+    /// DHT bootstrap nodes instead of the public routers (repeatable or comma-separated;
+    /// the routing table saved by the last run is tried first).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub dht_bootstrap: Option<Vec<String>>,
-    /// STUN servers (comma-separated) [default: well-known public servers].
+    /// STUN servers (repeatable or comma-separated) the daemon asks for its public address and
+    /// NAT type from the control port, at start, every 60 s and on address changes; use two
+    /// (or one RFC 5780 server) to tell cone from symmetric [default: stun.l.google.com:19302,
+    /// stun.cloudflare.com:3478].
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub stun: Option<Vec<String>>,
+    /// Do not ask STUN servers (no public address, NAT type unknown).
+    #[arg(long, conflicts_with = "stun")]
+    pub no_stun: bool,
     /// Serve Prometheus metrics on this address (loopback only unless
     /// --metrics-allow-remote).
     #[arg(long, value_name = "ADDR")]
@@ -134,6 +144,7 @@ pub struct ConfigFile {
     pub peer: Option<Vec<String>>,
     pub dht_bootstrap: Option<Vec<String>>,
     pub stun: Option<Vec<String>>,
+    pub no_stun: Option<bool>,
     pub metrics: Option<SocketAddr>,
     pub metrics_allow_remote: Option<bool>,
     pub log_level: Option<String>,
@@ -180,6 +191,7 @@ pub struct DaemonConfig {
     pub no_ipv6: bool,
     pub static_peers: Vec<String>,
     pub dht_bootstrap: Vec<String>,
+    /// STUN servers to ask; empty with `--no-stun`.
     pub stun: Vec<String>,
     pub metrics: Option<SocketAddr>,
     pub log_level: String,
@@ -379,11 +391,14 @@ impl DaemonConfig {
                 .clone()
                 .or_else(|| file.dht_bootstrap.clone())
                 .unwrap_or_default(),
-            stun: args
-                .stun
-                .clone()
-                .or_else(|| file.stun.clone())
-                .unwrap_or_default(),
+            stun: if flag(args.no_stun, file.no_stun) {
+                Vec::new()
+            } else {
+                args.stun
+                    .clone()
+                    .or_else(|| file.stun.clone())
+                    .unwrap_or_else(|| DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect())
+            },
             metrics,
             log_level: log_level
                 .map(str::to_string)
@@ -544,6 +559,53 @@ mod tests {
             c.advertise_routes,
             vec!["192.168.7.0/24".parse::<IpNet>().unwrap()]
         );
+    }
+
+    #[test]
+    fn stun_servers_default_file_flag_and_off() {
+        let none = ConfigFile::default();
+        let c = DaemonConfig::resolve(&UpArgs::default(), &none, None, None).unwrap();
+        assert_eq!(c.stun, DEFAULT_STUN_SERVERS.map(String::from).to_vec());
+        let f = file(r#"stun = ["192.0.2.1:3478", "192.0.2.2:3478"]"#);
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.stun, vec!["192.0.2.1:3478", "192.0.2.2:3478"]);
+        let args = UpArgs {
+            stun: Some(vec!["192.0.2.9:3478".into()]),
+            ..Default::default()
+        };
+        let c = DaemonConfig::resolve(&args, &f, None, None).unwrap();
+        assert_eq!(c.stun, vec!["192.0.2.9:3478"]);
+        let off = file("no-stun = true");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &off, None, None).unwrap();
+        assert!(c.stun.is_empty());
+    }
+
+    #[test]
+    fn dht_bootstrap_is_repeatable_comma_separated_and_read_from_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            up: UpArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "up",
+            "--dht-bootstrap",
+            "192.0.2.21:6881,192.0.2.22:6881",
+            "--dht-bootstrap=dht.example:6881",
+            "--no-dht",
+        ])
+        .unwrap();
+        let c = DaemonConfig::resolve(&cli.up, &ConfigFile::default(), None, None).unwrap();
+        assert_eq!(
+            c.dht_bootstrap,
+            ["192.0.2.21:6881", "192.0.2.22:6881", "dht.example:6881"]
+        );
+        assert!(c.no_dht);
+        let f = file("dht-bootstrap = [\"192.0.2.30:6881\"]\nno-dht = false\n");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.dht_bootstrap, ["192.0.2.30:6881"]);
+        assert!(!c.no_dht);
     }
 
     #[test]

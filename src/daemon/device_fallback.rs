@@ -44,6 +44,7 @@ pub fn print_device(iface: &str, json: bool) -> anyhow::Result<()> {
             ..Default::default()
         },
         peers,
+        dht: None,
     };
     Ok(print_report(&report, json)?)
 }

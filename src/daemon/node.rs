@@ -25,6 +25,7 @@ use crate::discovery::control_socket::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ProbeReplyEvent,
 };
 use crate::discovery::relay_notice::RelayNoticeEvent;
+use crate::discovery::rendezvous::RendezvousEvent;
 use crate::identity::NodeIdentity;
 use crate::mesh::{
     AddressCheck, HandshakeAction, HandshakeMonitor, HandshakeSample, HealthView, LocalPlanConfig,
@@ -35,6 +36,7 @@ use crate::platform::linux::{NftFirewall, RtnlNetwork, open_device};
 use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, NetEvent, Network, WireGuardDevice};
 use crate::proto::keys::base64_key;
 use crate::proto::messages::Goodbye;
+use crate::proto::messages::Message;
 use crate::proto::{
     EndpointCandidate, EndpointKind, MeshKeys, NatType, RecordVerifier, SignedRecord,
 };
@@ -113,6 +115,7 @@ struct Shared {
     store: Arc<PeerStore>,
     view: Mutex<View>,
     dead_after: Duration,
+    dht: Mutex<Option<Arc<super::dht_task::DhtHandle>>>,
 }
 
 impl ControlHandler for Shared {
@@ -128,8 +131,14 @@ impl ControlHandler for Shared {
                         .await
                         .ok();
                     let peers = self.store.snapshot();
+                    let dht = self
+                        .dht
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .map(|d| d.report());
                     let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
-                    Response::Show(Box::new(build_report(ShowInputs {
+                    let mut report = build_report(ShowInputs {
                         interface: view.interface.clone(),
                         peers: &peers,
                         device: fresh.as_ref().or(view.device.as_ref()),
@@ -137,7 +146,9 @@ impl ControlHandler for Shared {
                         rtt_ms: &view.rtt_ms,
                         now: now_millis(),
                         dead_after: self.dead_after,
-                    })))
+                    });
+                    report.dht = dht;
+                    Response::Show(Box::new(report))
                 }
             }
         })
@@ -237,7 +248,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut facts = LocalFacts {
         hostname: super::local::hostname(),
         address_nonce: 0,
-        endpoints: lan_candidates(&host_addresses, listen_port),
+        endpoints: super::candidates::merge(lan_candidates(&host_addresses, listen_port), &[]),
         nat_type: NatType::Unknown,
         introducer: config.introducer,
         routes: config.advertise_routes.clone(),
@@ -254,6 +265,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         store: store.clone(),
         view: Mutex::new(View::default()),
         dead_after: StoreConfig::default().dead_after,
+        dht: Mutex::new(None),
     });
     let control = ControlServer::bind(&socket_path(&config.runtime_dir, &iface)).await?;
     let control_task = tokio::spawn(control.serve(shared.clone()));
@@ -270,6 +282,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     // 4. Peer exchange on the control port (static peers greeted at start and every 30 s).
     let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeReplyEvent>(256);
     let (notice_tx, mut notice_rx) = mpsc::channel::<RelayNoticeEvent>(64);
+    let (rendezvous_tx, mut rendezvous_rx) = mpsc::channel::<RendezvousEvent>(64);
     let exchange = ControlSocket::bind(
         ControlSocketConfig {
             static_peers: config.static_peers.clone(),
@@ -282,12 +295,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             local_record: record_rx,
             probe_replies: Some(probe_tx),
             relay_notices: Some(notice_tx),
-            rendezvous: None,
+            rendezvous: Some(rendezvous_tx),
         },
     )
     .await?;
     let exchange_tasks = exchange.start();
     let gossip_task = super::gossip_task::spawn(exchange.clone());
+    // NAT check (STUN from the control port): at start, every 60 s, on address changes.
+    let mut stun =
+        super::stun_task::StunTask::spawn(&exchange, &config.stun, &iface, metrics.clone());
+    let mut stun_state = super::stun_task::StunState::default();
     let (lan_addresses_tx, lan_addresses) = watch::channel(lan_ipv4(&host_addresses));
     let lan_task = if config.no_lan_discovery {
         None
@@ -307,6 +324,19 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         }))
     };
 
+    // DHT discovery (its own task; never blocks the rest).
+    let dht = (!config.no_dht).then(|| {
+        Arc::new(super::dht_task::start_for(
+            &config,
+            &keys,
+            &identity,
+            &store,
+            &exchange,
+            &metrics,
+            record_tx.subscribe(),
+        ))
+    });
+    *shared.dht.lock().unwrap_or_else(|p| p.into_inner()) = dht.clone();
     let publisher = super::privacy::RecordPublisher::start(
         record_tx,
         config.privacy,
@@ -398,6 +428,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prober = super::probes::Prober::default();
     let mut relaying = super::relaying::Relaying::default();
+    let mut punching = super::punching::Punching::default();
+    let mut punch_due: Option<tokio::time::Instant> = None;
     let mut last_judged: Option<tokio::time::Instant> = None;
     let own_key = identity.wireguard_public();
     // The probe tick only runs while some peer needs probing (re-armed by health and
@@ -434,12 +466,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 networks: &local_plan.routes.local_networks,
                 force_relay: config.force_relay,
             };
+            let sources = super::relaying::EvidenceSources {
+                prober: &prober,
+                punching: &punching,
+            };
             if relaying
                 .pass(
                     &local,
                     &store,
                     &mut health,
-                    &prober,
+                    &sources,
                     &exchange,
                     now_millis(),
                 )
@@ -465,6 +501,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             Some(ev) = async { net_events.as_mut()?.recv().await } => {
                 let changed = match ev {
                     NetEvent::AddressAdded { address, .. } | NetEvent::AddressRemoved { address, .. } => !address_check.is_mesh_address(address),
+                    NetEvent::RouteChanged { destination } | NetEvent::RouteRemoved { destination } => destination.is_none_or(|d| d.prefix_len() == 0),
                     _ => false,
                 };
                 if changed {
@@ -474,7 +511,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = tokio::time::sleep_until(address_change_due.unwrap_or_else(far_future)), if address_change_due.is_some() => {
                 address_change_due = None;
                 let addresses = network_addresses(&reconciler.network, &iface).await;
-                let candidates = lan_candidates(&addresses, listen_port);
+                if let Some(s) = &stun { s.recheck(); }
+                let candidates = super::candidates::merge(lan_candidates(&addresses, listen_port), &stun_state.candidates);
                 if candidates != facts.endpoints {
                     tracing::info!(endpoints = ?candidates, "local addresses changed: re-announcing");
                     facts.endpoints = candidates;
@@ -483,6 +521,18 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
                     reconcile_due = Some(tokio::time::Instant::now());
                 }
+            }
+            Some(report) = async { stun.as_mut()?.next().await } => {
+                if stun_state.update(&report, &mut facts) {
+                    tracing::info!(nat = facts.nat_type.as_str(), endpoints = ?facts.endpoints, "NAT check changed the record: re-announcing");
+                    republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
+                    // The keepalive toward each peer follows this node's NAT type.
+                    if local_plan.nat_type != facts.nat_type {
+                        local_plan.nat_type = facts.nat_type;
+                        reconcile_due = Some(tokio::time::Instant::now());
+                    }
+                }
+                stun_state.fill(&mut shared.view.lock().unwrap_or_else(|p| p.into_inner()).interface, &facts.endpoints);
             }
             Some(ev) = event_rx.recv() => {
                 if let PeerEvent::Added(key) = ev {
@@ -516,11 +566,23 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 if judge {
                     last_judged = Some(tokio::time::Instant::now());
                 }
-                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut relaying, &mut health, &shared, &metrics)).await {
-                    Some(h) => last_handshake = h,
+                match unless_stopped(&mut stop_rx, check_handshakes(&mut reconciler, &store, judge.then_some(&mut handshakes), &mut health, &shared, &metrics)).await {
+                    Some((h, state)) => {
+                        last_handshake = h;
+                        if let Some(state) = state {
+                            relaying.observe_device(&state);
+                            if punching.observe_device(&state, &store, now_millis()) {
+                                punch_due = Some(tokio::time::Instant::now());
+                            }
+                        }
+                    }
                     None => break,
                 }
                 relay_pass!();
+                if let Some(d) = &dht { d.handshakes(&last_handshake); }
+                for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
+                    let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
+                }
                 probing = true;
                 if relaying.traffic_flowing() {
                     health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
@@ -528,6 +590,25 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 if relaying.take_new_suspects() {
                     probe_tick.reset_immediately();
                 }
+            }
+            Some(ev) = rendezvous_rx.recv() => {
+                for (to, message) in punching.on_event(ev, local_plan.introducer, &store, now_millis()) {
+                    let _ = exchange.send_message(to, &message).await;
+                }
+                punch_due = Some(tokio::time::Instant::now());
+            }
+            _ = tokio::time::sleep_until(punch_due.unwrap_or_else(far_future)), if punch_due.is_some() => {
+                let now = now_millis();
+                let tick = punching.tick(now, &mut health.punching);
+                for key in &tick.recreate {
+                    reconciler.recreate_peer(key).await;
+                }
+                if tick.changed || !tick.recreate.is_empty() {
+                    reconcile_due = Some(tokio::time::Instant::now());
+                }
+                punch_due = punching.next_wake(now).map(|at| {
+                    tokio::time::Instant::now() + Duration::from_millis(at.0.saturating_sub(now.0))
+                });
             }
             Some(ev) = notice_rx.recv() => {
                 if relaying.on_notice(&ev) {
@@ -608,6 +689,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
             t.abort();
+        }
+        shared.dht.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(d) = dht.and_then(Arc::into_inner) {
+            d.stop().await;
         }
         save_cache_now(&cache_file, &store);
         reconciler.teardown().await;
@@ -785,11 +870,13 @@ async fn check_handshakes<D, N, F>(
     store: &PeerStore,
     // `None`: sample only, no handshake judgement this time.
     mut monitor: Option<&mut HandshakeMonitor>,
-    relaying: &mut super::relaying::Relaying,
     health: &mut HealthView,
     shared: &Shared,
     metrics: &Metrics,
-) -> BTreeMap<WgKey, Option<Millis>>
+) -> (
+    BTreeMap<WgKey, Option<Millis>>,
+    Option<crate::platform::DeviceState>,
+)
 where
     D: WireGuardDevice,
     N: Network,
@@ -799,10 +886,9 @@ where
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the WireGuard device");
-            return BTreeMap::new();
+            return (BTreeMap::new(), None);
         }
     };
-    relaying.observe_device(&state);
     let mut handshakes = BTreeMap::new();
     let now = now_millis();
     let mut handshake_ages = Vec::new();
@@ -858,8 +944,8 @@ where
         store.dropped_events() as f64,
     );
     let mut view = shared.view.lock().unwrap_or_else(|p| p.into_inner());
-    view.device = Some(state);
-    handshakes
+    view.device = Some(state.clone());
+    (handshakes, Some(state))
 }
 
 fn per_peer(v: Vec<(&str, f64)>) -> Vec<(Vec<(&str, &str)>, f64)> {

@@ -106,6 +106,22 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
         self.applied.peers.remove(key);
     }
 
+    /// Removes `key`'s entry from the device now and forgets it, so the next run adds it
+    /// afresh: a new entry starts a handshake at once (a punch needs one per candidate, and
+    /// WireGuard initiates at most once per 5 s on an existing entry).
+    pub async fn recreate_peer(&mut self, key: &mesh::WgKey) {
+        if self.applied.peers.remove(key).is_none() {
+            return;
+        }
+        let diff = PeerDiff {
+            remove: vec![*key],
+            ..PeerDiff::default()
+        };
+        if let Err(e) = self.device.apply(&diff).await {
+            tracing::warn!(error = %e, "removing a peer to re-create it failed");
+        }
+    }
+
     /// Forgets everything applied (the device lost its state, e.g. wireguard-go restarted).
     pub fn forget_all(&mut self) {
         self.applied.peers.clear();

@@ -1,6 +1,6 @@
 //! Relay fallback in the daemon: feeds the core's [`RelayAgreement`] with what the daemon
 //! measured (device samples → handshakes, transfer growth and suspect paths; the prober's
-//! failures and direct-path answers; relay notices from peers' relays), runs a pass, and sends
+//! failures and direct-path answers; successful punches; relay notices from peers' relays), runs a pass, and sends
 //! the notices the pass asks for to the relays' mesh addresses. The decisions are the core's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 
 use super::probes::Prober;
+use super::punching::Punching;
 use crate::discovery::ControlSocket;
 use crate::discovery::relay_notice::RelayNoticeEvent;
 use crate::mesh::relay::{LocalRelayFacts, PeerEvidence, RelayAgreement};
@@ -23,6 +24,12 @@ pub struct RelayLocal<'a> {
     pub nat: NatType,
     pub networks: &'a [IpNet],
     pub force_relay: bool,
+}
+
+/// Where a pass's per-peer evidence comes from.
+pub struct EvidenceSources<'a> {
+    pub prober: &'a Prober,
+    pub punching: &'a Punching,
 }
 
 /// Relay state across the daemon's loop.
@@ -106,7 +113,7 @@ impl Relaying {
         local: &RelayLocal<'_>,
         store: &PeerStore,
         health: &mut HealthView,
-        prober: &Prober,
+        sources: &EvidenceSources<'_>,
         exchange: &ControlSocket,
         now: Millis,
     ) -> bool {
@@ -118,8 +125,12 @@ impl Relaying {
                 let ev = PeerEvidence {
                     last_handshake: self.handshakes.get(&key).copied().flatten(),
                     transfer_grew: self.grew.contains(&key),
-                    probe_failures: prober.failures_in_a_row(&key),
-                    direct_answered_at: prober.direct_answered_at(&key),
+                    probe_failures: sources.prober.failures_in_a_row(&key),
+                    // A direct-path probe answered, or a punch that produced a handshake.
+                    direct_answered_at: sources
+                        .prober
+                        .direct_answered_at(&key)
+                        .max(sources.punching.punched_at(&key)),
                 };
                 (key, ev)
             })

@@ -108,5 +108,9 @@ pub fn build_report(i: ShowInputs<'_>) -> ShowReport {
     let mut interface = i.interface;
     interface.peers_active = active;
     interface.peers_total = i.peers.len();
-    ShowReport { interface, peers }
+    ShowReport {
+        interface,
+        peers,
+        dht: None,
+    }
 }

@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) observed: watch::Sender<Option<SocketAddr>>,
     /// Dandelion++ stems relayed through this node (`stem`).
     pub(crate) stem: super::stem::StemState,
+    /// Pending STUN transactions (responses are demultiplexed in the receive loop).
+    pub(crate) stun: Arc<Mutex<super::stun::table::PendingTable>>,
 }
 
 /// Locks a mutex; a panic elsewhere cannot leave these maps half-updated in a way that
@@ -176,7 +178,7 @@ impl Inner {
     }
 
     /// `to` as this socket can address it (IPv4 through an IPv6 socket is IPv4-mapped).
-    fn to_wire(&self, to: SocketAddr) -> Result<SocketAddr, ControlSocketError> {
+    pub(crate) fn to_wire(&self, to: SocketAddr) -> Result<SocketAddr, ControlSocketError> {
         match (self.local_addr, to) {
             (SocketAddr::V6(_), SocketAddr::V4(v4)) => Ok(SocketAddr::new(
                 IpAddr::V6(v4.ip().to_ipv6_mapped()),
@@ -291,6 +293,7 @@ impl ControlSocket {
                 shutdown,
                 observed,
                 stem: Default::default(),
+                stun: Arc::default(),
             }),
         })
     }
@@ -325,6 +328,15 @@ impl ControlSocket {
     /// Sends a probe (health prober; over the tunnel to a peer's mesh address and control port).
     pub async fn send_probe(&self, to: SocketAddr, id: u64) -> Result<(), ControlSocketError> {
         self.inner.send(to, &Message::Probe(Probe { id })).await
+    }
+
+    /// Sends any control message to `to` (the daemon's rendezvous messages).
+    pub async fn send_message(
+        &self,
+        to: SocketAddr,
+        message: &Message,
+    ) -> Result<(), ControlSocketError> {
+        self.inner.send(to, message).await
     }
 
     /// Sends a relay notice (over the tunnel, to a relay's or peer's mesh address).
@@ -422,6 +434,10 @@ async fn receive_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         match received {
             Ok((len, src)) => {
                 let datagram = buf.get(..len).unwrap_or_default();
+                if super::stun::looks_like_stun(datagram) {
+                    super::stun::on_control_datagram(&inner, datagram, src, unix_now());
+                    continue;
+                }
                 super::inbound::handle_datagram(&inner, datagram, src, unix_now()).await;
             }
             Err(e) => {

@@ -483,6 +483,20 @@ impl Engine {
         let Some(record) = verify(local, &signed, src, out) else {
             return;
         };
+        // An announce is its sender's current record: an older one than held is a replay.
+        if let Some(held) = local
+            .store
+            .held_sequence(&record.wireguard_public)
+            .filter(|held| record.sequence < *held)
+        {
+            let e = RecordError::Stale {
+                got: record.sequence,
+                held,
+            };
+            debug!(from = %src, error = %e, "announce refused");
+            out.push(Effect::Rejected(e.reason()));
+            return;
+        }
         if local.own_key == Some(record.wireguard_public) {
             out.push(Effect::Rejected(REASON_OWN_RECORD));
             return;
@@ -605,32 +619,17 @@ fn signed_of(store: &PeerStore, keys: &[WgKey]) -> Vec<SignedRecord> {
         .collect()
 }
 
-/// Verifies a record with `check` and refuses one older than the record `store` holds for its
-/// node (a replay or a late copy).
-pub fn verify_record(
-    check: &dyn RecordCheck,
-    store: &PeerStore,
-    signed: &SignedRecord,
-) -> Result<NodeRecord, RecordError> {
-    check
-        .check(signed)
-        .and_then(|r| match store.held_sequence(&r.wireguard_public) {
-            Some(held) if r.sequence < held => Err(RecordError::Stale {
-                got: r.sequence,
-                held,
-            }),
-            _ => Ok(r),
-        })
-}
-
-/// Verifies a record; a refusal becomes a counted rejection.
+/// Verifies a record; a refusal becomes a counted rejection. (A record older than the one held
+/// still verifies: the store ignores it and it moves no endpoint. A hello may legitimately
+/// carry one — a node under `--privacy` shows its previous record until the new one is
+/// fluffed; only announces are refused as stale.)
 fn verify(
     local: &Local<'_>,
     signed: &SignedRecord,
     from: SocketAddr,
     out: &mut Vec<Effect>,
 ) -> Option<NodeRecord> {
-    match verify_record(local.check, local.store, signed) {
+    match local.check.check(signed) {
         Ok(r) => Some(r),
         Err(e) => {
             debug!(from = %from, reason = e.reason(), error = %e, "record refused");

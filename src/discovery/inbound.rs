@@ -16,12 +16,12 @@ use crate::mesh::{
     DiscoveryMethod, Millis, PeerUpdate, StoreError, UpdateOutcome, WgKey, short_key,
 };
 use crate::proto::messages::Message;
-use crate::proto::{NodeRecord, SignedRecord};
+use crate::proto::{NodeRecord, RecordVerifier, SignedRecord};
 
 use super::canonical;
 use super::control_socket::ControlSocket;
 use super::control_socket::{EVENTS_METRIC, Inner, ProbeReplyEvent, lock};
-use super::engine::{Effect, Lack, Local, REASON_OWN_RECORD, verify_record};
+use super::engine::{Effect, Lack, Local, REASON_OWN_RECORD};
 use super::rendezvous::RendezvousEvent;
 
 /// How long after a budget-cut answer this node checks whether a follow-up hello is needed.
@@ -120,10 +120,11 @@ pub(crate) async fn apply(inner: &Arc<Inner>, effects: Vec<Effect>, now: Millis)
     }
 }
 
-/// Verifies a record and refuses one older than the record held for its node (a replay or a
-/// late copy); counts and logs a refusal.
+/// Verifies a record; counts and logs a refusal. (A record older than the one held still
+/// verifies: the store ignores it and it moves no endpoint. A hello may legitimately carry
+/// one — a node under `--privacy` shows its previous record until the new one is fluffed.)
 pub(super) fn verify(inner: &Inner, signed: &SignedRecord, from: SocketAddr) -> Option<NodeRecord> {
-    match verify_record(&inner.keys, &inner.store, signed) {
+    match RecordVerifier::new(&inner.keys).verify(signed, None) {
         Ok(r) => Some(r),
         Err(e) => {
             debug!(from = %from, reason = e.reason(), error = %e, "record refused");

@@ -22,6 +22,7 @@ pub mod antientropy;
 mod contact;
 pub mod control_socket;
 pub mod cookie;
+pub mod dht;
 pub mod digests;
 pub mod endpoint;
 pub mod engine;
@@ -35,6 +36,7 @@ pub mod relay_notice;
 pub mod rendezvous;
 pub mod sim;
 pub mod stem;
+pub mod stun;
 
 #[cfg(test)]
 pub(crate) mod testrng;

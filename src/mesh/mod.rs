@@ -28,11 +28,13 @@
 
 pub mod collision;
 pub mod dandelion;
+pub mod dht_schedule;
 pub mod diff;
 pub mod events;
 pub mod handshake_order;
 pub mod health;
 pub mod nat;
+pub mod nat_check;
 pub mod peer;
 pub mod plan;
 pub mod punch;

@@ -5,7 +5,8 @@
 //! for this node.
 //!
 //! Rules: only live peers not temporarily offline; a relayed peer has no WireGuard entry of its
-//! own, its addresses and routes ride on its relay's entry; a contested mesh IPv4 is installed
+//! own, its addresses and routes ride on its relay's entry (while it is hole-punched it gets
+//! an entry with no allowed IPs, pointed at the candidate being tried); a contested mesh IPv4 is installed
 //! only for the smaller key; no network is ever put on two peers (first claim wins: mesh
 //! addresses before routes, then peers in key order).
 
@@ -126,7 +127,15 @@ pub struct HealthView {
     pub offline: OfflineList,
     /// Relayed peer → its relay (from the relay tracker).
     pub relayed: BTreeMap<WgKey, WgKey>,
+    /// Peers being hole-punched → the candidate address tried now (from the punch session).
+    /// Their entry points there with a 1 s keepalive (setting it sends one at once, which
+    /// starts a handshake); a relayed peer gets such an entry with no allowed IPs (its
+    /// addresses stay on the relay until the punch succeeds).
+    pub punching: BTreeMap<WgKey, SocketAddr>,
 }
+
+/// Persistent keepalive of an entry being punched.
+pub const PUNCH_KEEPALIVE_SECS: u16 = 1;
 
 /// Why a known peer has no WireGuard entry of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,17 +239,19 @@ pub fn plan(
         .zip(&carriers)
         .enumerate()
         .map(|(i, (entry, carrier))| {
-            (*carrier == i).then(|| DesiredPeer {
+            let punch = health.punching.get(entry.key()).copied();
+            (*carrier == i || punch.is_some()).then(|| DesiredPeer {
                 public_key: *entry.key(),
                 preshared_key: local.preshared_key.clone(),
-                endpoint: entry.endpoint_addr(),
+                endpoint: punch.or_else(|| entry.endpoint_addr()),
                 allowed_ips: BTreeSet::new(),
-                persistent_keepalive_secs: Some(
-                    u16::try_from(
+                persistent_keepalive_secs: Some(match punch {
+                    Some(_) => PUNCH_KEEPALIVE_SECS,
+                    None => u16::try_from(
                         keepalive_between(local.nat_type, entry.record.nat_type).as_secs(),
                     )
                     .unwrap_or(u16::MAX),
-                ),
+                }),
             })
         })
         .collect();

@@ -186,6 +186,61 @@ fn a_relayed_peer_rides_on_its_relays_entry() {
 }
 
 #[test]
+fn a_punched_peer_points_at_the_candidate_and_a_relayed_one_keeps_its_addresses_on_the_relay() {
+    let mut relay = entry(1);
+    relay.record.introducer = true;
+    let (far, direct) = (entry(2), entry(3));
+    let candidate: std::net::SocketAddr = "203.0.113.7:40001".parse().unwrap();
+    let mut health = HealthView::default();
+    health.relayed.insert(*far.key(), *relay.key());
+    health.punching.insert(*far.key(), candidate);
+    health.punching.insert(*direct.key(), candidate);
+    let p = plan(
+        &[relay.clone(), far.clone(), direct.clone()],
+        &local(),
+        &health,
+        NOW,
+    );
+    let punched = &p.desired.peers[far.key()];
+    assert_eq!(punched.endpoint, Some(candidate));
+    assert_eq!(
+        punched.persistent_keepalive_secs,
+        Some(PUNCH_KEEPALIVE_SECS)
+    );
+    assert!(
+        punched.allowed_ips.is_empty(),
+        "its addresses stay on the relay"
+    );
+    for n in mesh_nets(&far) {
+        assert!(p.desired.peers[relay.key()].allowed_ips.contains(&n), "{n}");
+    }
+    let d = &p.desired.peers[direct.key()];
+    assert_eq!(d.endpoint, Some(candidate));
+    assert_eq!(d.persistent_keepalive_secs, Some(PUNCH_KEEPALIVE_SECS));
+    for n in mesh_nets(&direct) {
+        assert!(
+            d.allowed_ips.contains(&n),
+            "a direct peer keeps its addresses: {n}"
+        );
+    }
+    // Without the punch: the normal endpoint and keepalive.
+    let p = plan(
+        &[relay, far, direct.clone()],
+        &local(),
+        &HealthView::default(),
+        NOW,
+    );
+    assert_eq!(
+        p.desired.peers[direct.key()].endpoint,
+        direct.endpoint_addr()
+    );
+    assert_ne!(
+        p.desired.peers[direct.key()].persistent_keepalive_secs,
+        Some(PUNCH_KEEPALIVE_SECS)
+    );
+}
+
+#[test]
 fn relay_forwarding_follows_the_introducer_role() {
     let mut c = local();
     c.introducer = true;

@@ -23,6 +23,8 @@ pub const CONTROL_PORT_BASE: u16 = 51821;
 pub const DANDELION_KEY_LABEL: &str = "dandelion-key";
 /// Highest address nonce a node may use after losing collisions.
 pub const MAX_ADDRESS_NONCE: u8 = 15;
+/// Length of the BEP 44 salt under which nodes store their record in the DHT.
+pub const DHT_ITEM_SALT_BYTES: usize = 16;
 
 /// Why a subnet cannot hold mesh addresses.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +79,7 @@ pub struct MeshKeys {
     address_key: [u8; 32],
     dht_key: [u8; 32],
     dandelion_key: [u8; 32],
+    dht_item_salt: [u8; DHT_ITEM_SALT_BYTES],
     #[zeroize(skip)]
     ipv4_subnet: Ipv4Net,
     ipv6_prefix: [u8; 8],
@@ -110,6 +113,7 @@ impl MeshKeys {
             address_key: hkdf_expand(secret, "address-key"),
             dht_key: hkdf_expand(secret, "dht-key"),
             dandelion_key: hkdf_expand(secret, DANDELION_KEY_LABEL),
+            dht_item_salt: hkdf_expand(secret, "dht-item-salt"),
             ipv4_subnet: default_subnet,
             ipv6_prefix,
             lan_group: hkdf_expand(secret, "lan-group"),
@@ -228,6 +232,12 @@ impl MeshKeys {
     /// derives the same seed, from which each node picks its stem relays (`mesh::dandelion`).
     pub fn dandelion_epoch_seed(&self, epoch: u64) -> [u8; 32] {
         hmac_sha256(&self.dandelion_key, &[&epoch.to_be_bytes()])
+    }
+
+    /// The BEP 44 salt of every node's mutable DHT item in this mesh (label `dht-item-salt`):
+    /// the item's target is `SHA-1(node's Ed25519 key ‖ salt)` (PROTOCOL.md §14).
+    pub fn dht_item_salt(&self) -> &[u8; DHT_ITEM_SALT_BYTES] {
+        &self.dht_item_salt
     }
 
     /// The topics a node announces and looks up at `unix_seconds`: hours `t` and `t - 1`.

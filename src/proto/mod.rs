@@ -5,6 +5,7 @@
 
 pub mod cbor;
 pub mod derive;
+pub mod dht_item;
 pub mod envelope;
 pub mod exchange;
 pub mod filter;

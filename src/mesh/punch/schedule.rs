@@ -1,6 +1,7 @@
 //! When a node asks for a rendezvous with a peer, and through which introducers. A peer is
 //! punched when there is no working direct path to it (relayed, never handshook, or handshake
-//! stale) and it is not an introducer itself (introducers have public addresses). No punching
+//! stale) and it is not an introducer itself (introducers have public addresses), once it
+//! was known for 5 s (time to handshake by itself). No punching
 //! while a direct handshake is younger than 2 minutes; attempts back off per peer from 3 s,
 //! doubling to 30 s, and a success resets the backoff. Up to 3 introducers, in the order of
 //! the pair hash (both ends pick the same ones without talking).
@@ -20,6 +21,8 @@ pub const PUNCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const HANDSHAKE_FRESH_FOR: Duration = Duration::from_secs(120);
 /// Most introducers asked at once.
 pub const MAX_INTRODUCERS: usize = 3;
+/// A newly known peer first gets this long to handshake by itself.
+pub const PUNCH_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 struct Attempts {
@@ -35,16 +38,19 @@ pub struct PunchScheduler {
 
 impl PunchScheduler {
     /// Whether to ask for a rendezvous with `peer` now. `direct_handshake`: the latest
-    /// handshake on a direct WireGuard entry for it (none while relayed). When yes, the
-    /// attempt counts and the next one waits the doubled backoff.
+    /// handshake on a direct WireGuard entry for it (none while relayed); `known_since`: when
+    /// the store first held it. When yes, the attempt counts and the next one waits the
+    /// doubled backoff.
     pub fn due(
         &mut self,
         peer: WgKey,
         peer_is_introducer: bool,
         direct_handshake: Option<Millis>,
+        known_since: Millis,
         now: Millis,
     ) -> bool {
         if peer_is_introducer
+            || now.since(known_since) < PUNCH_GRACE
             || direct_handshake.is_some_and(|t| now.since(t) < HANDSHAKE_FRESH_FOR)
         {
             return false;
@@ -104,7 +110,7 @@ mod tests {
         let mut s = PunchScheduler::default();
         let mut attempts = vec![];
         for t in (0..120_000).step_by(500) {
-            if s.due(P, false, None, at(t)) {
+            if s.due(P, false, None, Millis(0), at(t)) {
                 attempts.push(t);
             }
         }
@@ -114,16 +120,24 @@ mod tests {
             "3, 6, 12, 24, then 30 s"
         );
         s.succeeded(&P);
-        assert!(s.due(P, false, None, at(120_000)));
-        assert!(!s.due(P, false, None, at(121_000)));
+        assert!(s.due(P, false, None, Millis(0), at(120_000)));
+        assert!(!s.due(P, false, None, Millis(0), at(121_000)));
     }
 
     #[test]
     fn no_punch_with_a_fresh_direct_handshake_or_for_an_introducer() {
         let mut s = PunchScheduler::default();
-        assert!(!s.due(P, false, Some(at(0)), at(119_000)));
-        assert!(s.due(P, false, Some(at(0)), at(121_000)), "stale handshake");
-        assert!(!s.due([3; 32], true, None, at(0)));
+        assert!(!s.due(P, false, Some(at(0)), Millis(0), at(119_000)));
+        assert!(
+            s.due(P, false, Some(at(0)), Millis(0), at(121_000)),
+            "stale handshake"
+        );
+        assert!(!s.due([3; 32], true, None, Millis(0), at(0)));
+        assert!(
+            !s.due([4; 32], false, None, at(0), at(4_000)),
+            "grace for a new peer"
+        );
+        assert!(s.due([4; 32], false, None, at(0), at(5_000)));
     }
 
     #[test]

@@ -1,0 +1,235 @@
+//! Hole punching in the daemon: asks introducers for rendezvous (the core's schedule decides
+//! when and which), answers offers when this node is an introducer (with the WireGuard
+//! endpoints its own device recorded), runs the punch sessions that starts begin (the planner
+//! points the peer's entry at each candidate in turn; the entry is re-created per candidate so
+//! WireGuard initiates at once), and notices success in device samples: a handshake newer than
+//! the session's start. The punched endpoint goes to the store with method `dht-rendezvous`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::discovery::rendezvous::RendezvousEvent;
+use crate::mesh::punch::{Introductions, PunchScheduler, PunchSession, PunchStep, introducers_for};
+use crate::mesh::relay::INTRODUCER_FRESH_FOR;
+use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, WgKey, short_key};
+use crate::platform::DeviceState;
+use crate::proto::messages::Message;
+use crate::proto::rendezvous::RendezvousOffer;
+
+/// What a punch tick asks of the daemon.
+#[derive(Debug, Default)]
+pub struct PunchTick {
+    /// Peers whose entry must be re-created now (a new candidate: a fresh initiation).
+    pub recreate: Vec<WgKey>,
+    /// The planner's overrides changed (reconcile now).
+    pub changed: bool,
+}
+
+/// Punch state across the daemon's loop.
+#[derive(Default)]
+pub struct Punching {
+    scheduler: PunchScheduler,
+    introductions: Introductions,
+    sessions: BTreeMap<WgKey, PunchSession>,
+    /// The step each session's entry was last set up for.
+    applied_step: BTreeMap<WgKey, usize>,
+    /// The endpoint the device recorded for each peer (an introducer hands these out).
+    seen: BTreeMap<WgKey, SocketAddr>,
+    handshakes: BTreeMap<WgKey, Option<Millis>>,
+    /// When a punch to a peer last succeeded.
+    punched_at: BTreeMap<WgKey, Millis>,
+}
+
+impl Punching {
+    /// Takes one device sample; ends the sessions it shows succeeded (recording the endpoint
+    /// in the store as `dht-rendezvous`). Returns whether the overrides changed.
+    pub fn observe_device(&mut self, state: &DeviceState, store: &PeerStore, now: Millis) -> bool {
+        self.seen = state
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.config.public_key, p.config.endpoint?)))
+            .collect();
+        self.handshakes = state
+            .peers
+            .iter()
+            .map(|p| {
+                let at = p
+                    .last_handshake
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| Millis(d.as_millis() as u64));
+                (p.config.public_key, at)
+            })
+            .collect();
+        let done: Vec<WgKey> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| s.succeeded_by(self.handshakes.get(*k).copied().flatten()))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &done {
+            self.sessions.remove(key);
+            self.applied_step.remove(key);
+            self.scheduler.succeeded(key);
+            self.punched_at.insert(*key, now);
+            let endpoint = self.seen.get(key).copied();
+            tracing::info!(peer = %short_key(key), endpoint = ?endpoint, "hole punched: direct handshake");
+            if let (Some(entry), Some(addr)) = (store.get(key), endpoint) {
+                let update = PeerUpdate::new(entry.record.clone(), DiscoveryMethod::DhtRendezvous)
+                    .with_endpoint(addr);
+                let update = match entry.signed {
+                    Some(s) => update.with_signed(s),
+                    None => update,
+                };
+                if let Err(e) = store.update(update, now) {
+                    tracing::debug!(error = %e, "punched endpoint not stored");
+                }
+            }
+        }
+        !done.is_empty()
+    }
+
+    /// When a punch to `peer` last succeeded (direct-path evidence for a relayed peer).
+    pub fn punched_at(&self, peer: &WgKey) -> Option<Millis> {
+        self.punched_at.get(peer).copied()
+    }
+
+    /// The offers to send now: (introducer's mesh address and control port, offer).
+    /// `relayed`: peers reached through a relay (no direct entry, so no direct handshake).
+    pub fn offers(
+        &mut self,
+        local: &WgKey,
+        store: &PeerStore,
+        relayed: &BTreeMap<WgKey, WgKey>,
+        now: Millis,
+    ) -> Vec<(SocketAddr, RendezvousOffer)> {
+        let peers = store.snapshot();
+        let introducers: Vec<WgKey> = peers
+            .iter()
+            .filter(|e| e.record.introducer && now.since(e.last_seen) < INTRODUCER_FRESH_FOR)
+            .map(|e| *e.key())
+            .collect();
+        if introducers.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for e in &peers {
+            let key = *e.key();
+            if e.found_by_lan() || self.sessions.contains_key(&key) {
+                continue;
+            }
+            let direct_handshake = if relayed.contains_key(&key) {
+                None
+            } else {
+                self.handshakes.get(&key).copied().flatten()
+            };
+            if !self.scheduler.due(
+                key,
+                e.record.introducer,
+                direct_handshake,
+                e.first_seen,
+                now,
+            ) {
+                continue;
+            }
+            for intro in introducers_for(local, &key, &introducers) {
+                if let Some(i) = store.get(&intro) {
+                    let to = SocketAddr::new(i.record.mesh_ipv4.into(), i.record.control_port);
+                    tracing::debug!(peer = %short_key(&key), introducer = %short_key(&intro), "asking for a rendezvous");
+                    out.push((to, RendezvousOffer { peer: key }));
+                }
+            }
+        }
+        out
+    }
+
+    /// A rendezvous message: as an introducer, the starts to send (to both ends' mesh
+    /// addresses); as an end, a new session (nothing to send).
+    pub fn on_event(
+        &mut self,
+        ev: RendezvousEvent,
+        local_is_introducer: bool,
+        store: &PeerStore,
+        now: Millis,
+    ) -> Vec<(SocketAddr, Message)> {
+        match ev {
+            RendezvousEvent::Offer { from, offer, .. } => {
+                if !local_is_introducer {
+                    return Vec::new();
+                }
+                let (Some(a), Some(b)) = (store.get(&from), store.get(&offer.peer)) else {
+                    return Vec::new();
+                };
+                let seen = |k: &WgKey| self.seen.get(k).copied();
+                let Some(starts) = self.introductions.on_offer(&a, &b, seen, now) else {
+                    return Vec::new();
+                };
+                tracing::info!(a = %short_key(&from), b = %short_key(&offer.peer), "introducing two peers for a hole punch");
+                starts
+                    .into_iter()
+                    .filter_map(|(to, start)| {
+                        let e = store.get(&to)?;
+                        let addr =
+                            SocketAddr::new(e.record.mesh_ipv4.into(), e.record.control_port);
+                        Some((addr, Message::RendezvousStart(start)))
+                    })
+                    .collect()
+            }
+            RendezvousEvent::Start { from, start, .. } => {
+                let introducer = store.get(&from).is_some_and(|e| e.record.introducer);
+                if !introducer || store.get(&start.peer).is_none() {
+                    return Vec::new();
+                }
+                if let Some(s) = PunchSession::new(
+                    start.peer,
+                    from,
+                    start.candidates,
+                    Millis(start.start_at),
+                    now,
+                ) {
+                    tracing::debug!(peer = %short_key(&start.peer), introducer = %short_key(&from), "punch session scheduled");
+                    self.applied_step.remove(&start.peer);
+                    self.sessions.insert(start.peer, s);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Advances the sessions to `now`: `overrides` becomes peer → candidate tried now.
+    pub fn tick(&mut self, now: Millis, overrides: &mut BTreeMap<WgKey, SocketAddr>) -> PunchTick {
+        let mut out = PunchTick::default();
+        let mut ended = Vec::new();
+        let mut wanted = BTreeMap::new();
+        for (key, s) in &self.sessions {
+            match s.step(now) {
+                PunchStep::Wait => {}
+                PunchStep::Try { index, addr } => {
+                    wanted.insert(*key, addr);
+                    if self.applied_step.get(key) != Some(&index) {
+                        self.applied_step.insert(*key, index);
+                        out.recreate.push(*key);
+                    }
+                }
+                PunchStep::Done => ended.push(*key),
+            }
+        }
+        for key in ended {
+            tracing::debug!(peer = %short_key(&key), "punch session ended without a handshake");
+            self.sessions.remove(&key);
+            self.applied_step.remove(&key);
+        }
+        if *overrides != wanted {
+            *overrides = wanted;
+            out.changed = true;
+        }
+        out
+    }
+
+    /// When the next session step begins.
+    pub fn next_wake(&self, now: Millis) -> Option<Millis> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.next_change(now))
+            .min()
+    }
+}
