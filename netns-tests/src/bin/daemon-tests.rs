@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{LanSite, Node, all_pairs_ping, control_port, new_secret_file};
+use wgmesh_netns_tests::daemon::{
+    LanSite, Node, all_pairs_ping, control_port, new_secret_file, wgmesh_bin,
+};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
@@ -490,6 +492,22 @@ fn lan_over_ipv6_link_local(lab: &Lab) {
     transitive(lab, &site);
 }
 
+/// The mesh IPv4 subnet a secret derives.
+fn mesh_subnet(secret: &Path) -> String {
+    let out = sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["ipv4_subnet"].as_str().unwrap_or_default().to_string()
+}
+
 /// The methods `viewer` lists for the peer with public key `key` (empty if unknown).
 fn methods_for(viewer: &Node, key: &str) -> Vec<String> {
     viewer.show().unwrap_or_default()["peers"]
@@ -510,7 +528,11 @@ fn methods_for(viewer: &Node, key: &str) -> Vec<String> {
 /// the tunnel (`gossip-transitive`); then A and C ping each other.
 fn transitive(lab: &Lab, site: &LanSite) {
     println!("== transitive discovery: A-B-C, A and C learn of each other only through B");
-    let secret = new_secret_file(lab, "transitive");
+    // A secret whose mesh subnet does not cover the LAN (10.77.0.0/24), or routes would clash.
+    let secret = (0..16)
+        .map(|_| new_secret_file(lab, "transitive"))
+        .find(|s| !mesh_subnet(s).starts_with("10.77."))
+        .unwrap_or_else(|| panic!("no secret with a mesh subnet outside the LAN"));
     let cport = control_port(&secret).to_string();
     let mut abc: Vec<Node> = [("ta", 7u8), ("tb", 8), ("tc", 9)]
         .into_iter()
