@@ -46,9 +46,14 @@ fn main() {
         if let Some(n) = env("WGMESH_SIM_GREET_BELOW") {
             config.greet_below = n as usize;
         }
+        let capped = if config.greet_below == usize::MAX {
+            String::new()
+        } else {
+            format!(", only below {} peers", config.greet_below)
+        };
         let report = run(config);
         println!(
-            "== mesh simulation, seed {seed}, greeting of transitive peers {} ({:.1} s of real time)",
+            "== mesh simulation, seed {seed}, greeting of transitive peers {}{capped} ({:.1} s of real time)",
             if greet {
                 "on (the daemon's behaviour)"
             } else {
