@@ -423,6 +423,7 @@ async fn a_replayed_hello_from_elsewhere_does_not_move_a_known_endpoint() {
         record: signed_record(&keys, &a.id, a.ip, a.addr().port()),
         digests: vec![],
         cookie: None,
+        filter: None,
     }))
     .seal(&keys)
     .unwrap();

@@ -92,6 +92,7 @@ impl Crafter {
             record,
             digests: vec![],
             cookie: None,
+            filter: None,
         };
         Self::seal(&self.keys, &Message::Hello(Box::new(hello)))
     }

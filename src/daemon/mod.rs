@@ -7,6 +7,7 @@ pub mod candidates;
 pub mod config;
 pub mod device_fallback;
 pub mod dht_task;
+pub mod gossip_task;
 pub mod local;
 pub mod node;
 pub mod notify;

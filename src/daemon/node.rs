@@ -300,6 +300,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     )
     .await?;
     let exchange_tasks = exchange.start();
+    let gossip_task = super::gossip_task::spawn(exchange.clone());
     // NAT check (STUN from the control port): at start, every 60 s, on address changes.
     let mut stun =
         super::stun_task::StunTask::spawn(&exchange, &config.stun, &iface, metrics.clone());
@@ -684,6 +685,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             .send_goodbye(&goodbye, &exchange.goodbye_targets())
             .await;
         tracing::info!(peers = told, "said goodbye");
+        gossip_task.abort();
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
             t.abort();
@@ -757,7 +759,7 @@ fn greet_new_peer(store: &PeerStore, exchange: &ControlSocket, key: &WgKey) {
         return;
     }
     if let Some(ep) = entry.endpoint_addr() {
-        exchange.send_hello_to(SocketAddr::new(ep.ip(), entry.record.control_port));
+        exchange.introduce_to(SocketAddr::new(ep.ip(), entry.record.control_port));
     }
 }
 

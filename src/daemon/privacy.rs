@@ -40,7 +40,7 @@ impl Direct {
     fn publish(&self, signed: SignedRecord) {
         let _ = self.record_tx.send(signed);
         for p in self.store.active(unix_now()) {
-            self.exchange.send_hello_to(std::net::SocketAddr::new(
+            self.exchange.introduce_to(std::net::SocketAddr::new(
                 p.record.mesh_ipv4.into(),
                 p.record.control_port,
             ));

@@ -1,6 +1,7 @@
 //! Outgoing hellos: a hello session per destination (a hello every 100 ms until a reply
-//! arrives or 4 s pass — it doubles as a hole punch), and the static peers (`--peer
-//! HOST:PORT`), resolved and greeted at start and every 30 s.
+//! arrives or 4 s pass — it doubles as a hole punch), anti-entropy or introduction only, single
+//! gossip hellos, and the static peers (`--peer HOST:PORT`), resolved and greeted at start and
+//! every 30 s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::proto::messages::Message;
-
 use super::canonical;
 use super::control_socket::{ControlSocket, Inner, lock, unix_now};
+use super::engine::Local;
 
 /// How long name resolution of a static peer may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +52,17 @@ impl ControlSocket {
     /// ends. Returns `false` when a session to `dst` already runs, the session limit is
     /// reached, or the socket cannot reach `dst`'s address family. Needs a tokio runtime.
     pub fn send_hello_to(&self, dst: SocketAddr) -> bool {
+        self.start_session(dst, Purpose::AntiEntropy)
+    }
+
+    /// Like [`Self::send_hello_to`], but the hellos only introduce this node (its record, a
+    /// filter over an empty range: no records either way) — for greeting a peer learned from
+    /// someone else, or pushing this node's new record.
+    pub fn introduce_to(&self, dst: SocketAddr) -> bool {
+        self.start_session(dst, Purpose::Introduction)
+    }
+
+    fn start_session(&self, dst: SocketAddr, purpose: Purpose) -> bool {
         let dst = canonical(dst);
         if !self.inner.can_reach(&dst) || *self.inner.shutdown.borrow() {
             return false;
@@ -66,7 +77,11 @@ impl ControlSocket {
             inner: self.inner.clone(),
             dst,
         };
-        tokio::spawn(hello_session(guard, self.inner.shutdown.subscribe()));
+        tokio::spawn(hello_session(
+            guard,
+            purpose,
+            self.inner.shutdown.subscribe(),
+        ));
         true
     }
 
@@ -74,23 +89,55 @@ impl ControlSocket {
     pub fn hello_sessions(&self) -> usize {
         lock(&self.inner.sessions).len()
     }
+
+    /// One hello to `dst`, no retry session (gossip over the tunnel: a lost one is repaired
+    /// by the next round).
+    pub async fn send_hello_once(&self, dst: SocketAddr) {
+        send_hello_once(&self.inner, canonical(dst), Purpose::AntiEntropy).await;
+    }
+
+    /// What the gossip cadence reads: records the exchange took as new or newer so far, and
+    /// received filters that showed this node behind.
+    pub fn gossip_news(&self) -> (u64, u64) {
+        let engine = lock(&self.inner.engine);
+        (engine.learned(), engine.behind())
+    }
+
+    /// The peer store the socket feeds.
+    pub fn store(&self) -> &std::sync::Arc<crate::mesh::PeerStore> {
+        &self.inner.store
+    }
+}
+
+/// What a hello is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A filter of the next key range: the exchange trades the records either side lacks.
+    AntiEntropy,
+    /// Only this node's record.
+    Introduction,
 }
 
 /// Sends one hello to `dst` with a fresh challenge.
-async fn send_hello_once(inner: &Inner, dst: SocketAddr) {
-    let local = inner.local_record();
-    let snapshot = inner.store.snapshot();
+async fn send_hello_once(inner: &Inner, dst: SocketAddr, purpose: Purpose) {
     let hello = {
-        let mut exchange = lock(&inner.exchange);
-        let digests = exchange.digests(&snapshot);
-        exchange.start_hello(dst, &local, digests, unix_now())
+        let record = inner.local_record();
+        let local = Local {
+            store: &inner.store,
+            record: &record,
+            own_key: inner.own_key(),
+            check: &inner.keys,
+        };
+        let mut engine = lock(&inner.engine);
+        match purpose {
+            Purpose::AntiEntropy => engine.hello(&local, dst, unix_now()),
+            Purpose::Introduction => engine.introduction(&local, dst, unix_now()),
+        }
     };
-    inner
-        .send_logged(dst, &Message::Hello(Box::new(hello)))
-        .await;
+    inner.send_logged(dst, &hello).await;
 }
 
-async fn hello_session(guard: SessionGuard, mut shutdown: watch::Receiver<bool>) {
+async fn hello_session(guard: SessionGuard, purpose: Purpose, mut shutdown: watch::Receiver<bool>) {
     let inner = guard.inner.clone();
     let dst = guard.dst;
     let started = unix_now();
@@ -99,12 +146,15 @@ async fn hello_session(guard: SessionGuard, mut shutdown: watch::Receiver<bool>)
         if *shutdown.borrow() {
             return;
         }
-        send_hello_once(&inner, dst).await;
+        send_hello_once(&inner, dst, purpose).await;
         tokio::select! {
             _ = tokio::time::sleep(inner.config.hello_retry_every) => {}
             _ = shutdown.changed() => return,
         }
-        if lock(&inner.exchange).replied_since(dst, started, unix_now()) {
+        if lock(&inner.engine)
+            .exchange()
+            .replied_since(dst, started, unix_now())
+        {
             debug!(to = %dst, "hello answered");
             return;
         }

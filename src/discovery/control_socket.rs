@@ -22,12 +22,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, trace};
 
 use crate::control::metrics::Metrics;
-use crate::mesh::{Millis, PeerStore};
+use crate::mesh::{AddressCheck, Millis, PeerStore};
 use crate::proto::exchange::Probe;
 use crate::proto::messages::{Message, MessageError, SignedGoodbye};
 use crate::proto::{MeshKeys, NodeRecord, SignedRecord};
 
 use super::canonical;
+use super::engine::Engine;
 use super::exchange::{Exchange, ExchangeConfig};
 use super::ratelimit::{RateLimitConfig, RateLimiter};
 
@@ -131,7 +132,7 @@ pub(crate) struct Inner {
     pub(crate) probe_replies: Option<mpsc::Sender<ProbeReplyEvent>>,
     pub(crate) relay_notices: Option<super::relay_notice::RelayNoticeSender>,
     pub(crate) rendezvous: Option<super::rendezvous::RendezvousSender>,
-    pub(crate) exchange: Mutex<Exchange>,
+    pub(crate) engine: Mutex<Engine>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -275,7 +276,10 @@ impl ControlSocket {
             inner: Arc::new(Inner {
                 socket,
                 local_addr,
-                exchange: Mutex::new(Exchange::with_os_rng(config.exchange.clone())),
+                engine: Mutex::new(Engine::new(
+                    Exchange::with_os_rng(config.exchange.clone()),
+                    AddressCheck::new(deps.keys.clone()),
+                )),
                 limiter: Mutex::new(RateLimiter::new(config.rate_limit)),
                 sessions: Mutex::new(BTreeSet::new()),
                 config,
@@ -385,7 +389,7 @@ impl ControlSocket {
 
     /// What the peer exchange refused to send so far (amplification budget).
     pub fn exchange_stats(&self) -> super::exchange::ExchangeStats {
-        lock(&self.inner.exchange).stats()
+        lock(&self.inner.engine).exchange().stats()
     }
 }
 

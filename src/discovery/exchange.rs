@@ -21,6 +21,7 @@ use crate::proto::envelope::{HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_PAYLOAD_BYTES
 use crate::proto::exchange::{
     CHALLENGE_BYTES, Digest, Hello, MAX_DIGESTS, MAX_RECORDS_PER_MESSAGE, Records, Reply,
 };
+use crate::proto::filter::PeerFilter;
 use crate::proto::messages::Message;
 
 use super::canonical;
@@ -106,6 +107,9 @@ pub struct ReceivedHello<'a> {
     pub sealed_len: usize,
     /// The initiator's WireGuard key (from its verified record).
     pub sender: WgKey,
+    /// It came through the tunnel (its source is a mesh address): the answer can only go back
+    /// into the tunnel, to the member owning that address, so it is not cut by the budget.
+    pub tunnel: bool,
 }
 
 /// Counters of what the exchange refused to send.
@@ -182,6 +186,11 @@ impl Exchange {
         exchange
     }
 
+    /// A random number from the exchange's generator (filter seeds, gossip choices).
+    pub fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
     /// The exchange's configuration.
     pub fn config(&self) -> &ExchangeConfig {
         &self.config
@@ -223,6 +232,19 @@ impl Exchange {
         my_digests: Vec<Digest>,
         now: Millis,
     ) -> Hello {
+        self.start_hello_with(dst, local_record, my_digests, None, now)
+    }
+
+    /// [`Self::start_hello`] with a peer filter (anti-entropy) instead of, or besides, digests.
+    /// The caller sizes the filter to fit the datagram (see `engine`).
+    pub fn start_hello_with(
+        &mut self,
+        dst: SocketAddr,
+        local_record: &SignedRecord,
+        my_digests: Vec<Digest>,
+        filter: Option<PeerFilter>,
+        now: Millis,
+    ) -> Hello {
         let dst = canonical(dst);
         let mut challenge = [0u8; CHALLENGE_BYTES];
         self.rng.fill_bytes(&mut challenge);
@@ -231,6 +253,7 @@ impl Exchange {
             record: local_record.clone(),
             digests: my_digests,
             cookie: self.responders.get(&dst, now).map(|r| r.cookie),
+            filter,
         };
         hello
             .digests
@@ -314,13 +337,28 @@ impl Exchange {
         &mut self,
         received: ReceivedHello<'_>,
         local_record: &SignedRecord,
+        wanted: Vec<SignedRecord>,
+        my_digests: Vec<Digest>,
+        now: Millis,
+    ) -> Vec<Message> {
+        self.answer_hello_with(received, local_record, wanted, my_digests, None, now)
+    }
+
+    /// [`Self::answer_hello`] with this node's peer filter in the reply. A filter that does not
+    /// fit the budget is left out first, then digests.
+    pub fn answer_hello_with(
+        &mut self,
+        received: ReceivedHello<'_>,
+        local_record: &SignedRecord,
         mut wanted: Vec<SignedRecord>,
         my_digests: Vec<Digest>,
+        my_filter: Option<PeerFilter>,
         now: Millis,
     ) -> Vec<Message> {
         let src = canonical(received.src);
         let challenge = received.hello.challenge;
-        let proven = self.proves_address(src, received.hello.cookie.as_ref(), now);
+        let proven =
+            received.tunnel || self.proves_address(src, received.hello.cookie.as_ref(), now);
         let budget = if proven {
             usize::MAX
         } else {
@@ -334,12 +372,17 @@ impl Exchange {
             observed: src,
             digests,
             cookie: self.cookies.cookie_for(src, now),
+            filter: my_filter,
         }));
         let mut spent = sealed_len(&reply);
         while spent > budget.min(MAX_DATAGRAM_BYTES) {
             let Message::Reply(r) = &mut reply else {
                 break;
             };
+            if r.filter.take().is_some() {
+                spent = sealed_len(&reply);
+                continue;
+            }
             if r.digests.pop().is_none() {
                 self.stats.answers_refused += 1;
                 return Vec::new();

@@ -35,6 +35,7 @@ fn reply_to(responder: &mut Exchange, src: SocketAddr, hello: &Hello, now: Milli
             hello,
             sealed_len: sealed_len(&msg),
             sender: key(1),
+            tunnel: false,
         },
         &signed(2),
         vec![],
@@ -81,6 +82,7 @@ fn unsolicited_replayed_and_late_replies_are_refused() {
         record: signed(1),
         digests: vec![],
         cookie: None,
+        filter: None,
     };
     let unsolicited = reply_to(&mut b, addr(A), &forged_hello, t(0));
     let err = a.on_reply(addr(B), &unsolicited, t(0)).unwrap_err();
@@ -147,6 +149,7 @@ fn answer(
             hello,
             sealed_len: hello_len,
             sender: key(1),
+            tunnel: false,
         },
         &signed(2),
         wanted,
@@ -248,6 +251,7 @@ fn nothing_is_sent_when_even_the_reply_exceeds_the_budget() {
             hello: &hello,
             sealed_len: 60,
             sender: key(1),
+            tunnel: false,
         },
         &signed(2),
         vec![signed(3)],
@@ -274,6 +278,7 @@ fn reply_digests_are_trimmed_before_the_reply_is_refused() {
             hello: &hello,
             sealed_len: hello_len / 2,
             sender: key(1),
+            tunnel: false,
         },
         &signed(2),
         vec![],

@@ -26,7 +26,6 @@ use crate::mesh::dandelion::{
     IncomingStem, RelayAction, StemRelay, StemRoutes, TUNNEL_FRESH, epoch_of, relay_candidates,
 };
 use crate::mesh::{DiscoveryMethod, Millis, PeerEntry, WgKey, short_key};
-use crate::proto::exchange::Digest;
 use crate::proto::messages::{Message, Stem};
 use crate::proto::{NodeRecord, SignedRecord};
 
@@ -214,13 +213,18 @@ fn fluff(inner: &Arc<Inner>, record: NodeRecord, signed: SignedRecord, now: Mill
 }
 
 /// A hello to every active peer over the tunnel (the exchange then pushes what they lack).
+/// One hello each, not a session: a session still running to a peer (an earlier exchange)
+/// would swallow this one, and a lost hello is repaired by gossip.
 pub(crate) fn push_to_active_peers(inner: &Arc<Inner>, now: Millis) {
     let socket = ControlSocket {
         inner: inner.clone(),
     };
-    for p in inner.store.active(now) {
-        socket.send_hello_to(tunnel_addr(&p));
-    }
+    let peers: Vec<SocketAddr> = inner.store.active(now).iter().map(tunnel_addr).collect();
+    tokio::spawn(async move {
+        for to in peers {
+            socket.send_hello_once(to).await;
+        }
+    });
 }
 
 /// Ends embargoes as they fall due, fluffing what did not come back (runs until shutdown).
@@ -255,20 +259,10 @@ fn own_seen(inner: &Inner, sequence: u64) {
         .send_if_modified(|s| std::mem::replace(s, (*s).max(sequence)) < sequence);
 }
 
-/// Notes a digest of this node's own record among `digests` (a hello or a reply).
-pub(crate) fn note_digests(inner: &Inner, digests: &[Digest]) {
-    let Some(own) = inner.own_key() else { return };
-    if let Some(d) = digests
-        .iter()
-        .find(|d| d.key_prefix[..] == own[..d.key_prefix.len()])
-    {
-        own_seen(inner, d.sequence);
-    }
-}
-
-/// Notes this node's own record received from another node.
-pub(crate) fn note_own_record(inner: &Inner, record: &NodeRecord) {
-    own_seen(inner, record.sequence);
+/// Notes that another node showed it holds this node's record at `sequence` (the exchange
+/// engine's digests, filters or relayed records).
+pub(crate) fn note_own_sequence(inner: &Inner, sequence: u64) {
+    own_seen(inner, sequence);
 }
 
 impl ControlSocket {
@@ -283,11 +277,16 @@ impl ControlSocket {
         to: &WgKey,
         record: SignedRecord,
     ) -> Result<(), ControlSocketError> {
+        if let Ok(r) = NodeRecord::decode_body(&record.body) {
+            // Peer filters show a record only to whoever knows its sequence.
+            lock(&self.inner.engine).watch_own_sequence(r.sequence);
+        }
         send_stem(&self.inner, to, record, 1, unix_now()).await
     }
 
     /// The newest sequence of this node's own record that another node showed it holds
-    /// (digests in hellos and replies, records received): an origin's "fluffed" signal.
+    /// (digests or filters in hellos and replies, records received): an origin's "fluffed"
+    /// signal.
     pub fn own_record_seen(&self) -> watch::Receiver<u64> {
         self.inner.stem.own_seen.subscribe()
     }

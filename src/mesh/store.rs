@@ -230,6 +230,29 @@ impl PeerStore {
         self.read().values().cloned().collect()
     }
 
+    /// What `f` picks from each peer, in key order, without copying whole entries (the
+    /// anti-entropy reads every peer per exchange).
+    pub fn scan<T>(&self, f: impl FnMut(&PeerEntry) -> Option<T>) -> Vec<T> {
+        self.read().values().filter_map(f).collect()
+    }
+
+    /// [`Self::scan`] over the peers whose keys lie in `from..=to` only.
+    pub fn scan_range<T>(
+        &self,
+        from: &WgKey,
+        to: &WgKey,
+        f: impl FnMut(&PeerEntry) -> Option<T>,
+    ) -> Vec<T> {
+        if from > to {
+            return Vec::new();
+        }
+        self.read()
+            .range(*from..=*to)
+            .map(|(_, e)| e)
+            .filter_map(f)
+            .collect()
+    }
+
     /// Copies of the peers alive at `now`, in key order.
     pub fn active(&self, now: Millis) -> Vec<PeerEntry> {
         let dead_after = self.config.dead_after;

@@ -8,6 +8,7 @@ use ciborium::Value;
 
 use super::cbor::{self, CborError, IntMap, decode_addr, encode_addr, int_map, uint};
 use super::envelope::MAX_PAYLOAD_BYTES;
+use super::filter::PeerFilter;
 use super::record::{RecordError, SignedRecord};
 
 /// Bytes of a challenge (fresh per hello) and of an address cookie.
@@ -46,6 +47,8 @@ pub struct Hello {
     pub digests: Vec<Digest>,
     /// A cookie from an earlier reply, proving the initiator receives at its address.
     pub cookie: Option<[u8; CHALLENGE_BYTES]>,
+    /// Every peer the sender holds in the filter's key range (anti-entropy; replaces digests).
+    pub filter: Option<PeerFilter>,
 }
 
 /// Peer exchange, responder → initiator.
@@ -59,6 +62,8 @@ pub struct Reply {
     pub digests: Vec<Digest>,
     /// To echo in later hellos (address proof, lifts the amplification limit).
     pub cookie: [u8; CHALLENGE_BYTES],
+    /// Every peer the responder holds in the filter's range (a part of the hello's range).
+    pub filter: Option<PeerFilter>,
 }
 
 /// Records the other side lacks, following a reply (or pushed by the initiator).
@@ -120,6 +125,12 @@ fn opt_bytes16(m: &mut IntMap, key: u64) -> Result<Option<[u8; CHALLENGE_BYTES]>
     }
 }
 
+fn opt_filter(m: &mut IntMap, key: u64) -> Result<Option<PeerFilter>, CborError> {
+    m.optional(key)
+        .map(|v| PeerFilter::from_value(v, key))
+        .transpose()
+}
+
 impl Hello {
     pub fn encode(&self) -> Vec<u8> {
         let mut f = vec![
@@ -129,6 +140,9 @@ impl Hello {
         ];
         if let Some(c) = self.cookie {
             f.push((4, Value::Bytes(c.to_vec())));
+        }
+        if let Some(filter) = &self.filter {
+            f.push((5, filter.to_value()));
         }
         cbor::encode(&int_map(f))
     }
@@ -140,19 +154,24 @@ impl Hello {
             record: SignedRecord::from_value(m.required(2)?)?,
             digests: decode_digests(&mut m, 3)?,
             cookie: opt_bytes16(&mut m, 4)?,
+            filter: opt_filter(&mut m, 5)?,
         })
     }
 }
 
 impl Reply {
     pub fn encode(&self) -> Vec<u8> {
-        cbor::encode(&int_map(vec![
+        let mut f = vec![
             (1, Value::Bytes(self.challenge.to_vec())),
             (2, self.record.to_value()),
             (3, encode_addr(&self.observed)),
             (4, encode_digests(&self.digests)),
             (5, Value::Bytes(self.cookie.to_vec())),
-        ]))
+        ];
+        if let Some(filter) = &self.filter {
+            f.push((6, filter.to_value()));
+        }
+        cbor::encode(&int_map(f))
     }
 
     pub fn decode(payload: &[u8]) -> Result<Self, RecordError> {
@@ -163,6 +182,7 @@ impl Reply {
             observed: decode_addr(m.required(3)?, 3)?,
             digests: decode_digests(&mut m, 4)?,
             cookie: m.bytes_exact(5)?,
+            filter: opt_filter(&mut m, 6)?,
         })
     }
 }
@@ -254,6 +274,7 @@ mod tests {
             record: rec(1, 300),
             digests: vec![Digest::of(&[7; 32], 9)],
             cookie: Some([2; 16]),
+            filter: Some(PeerFilter::new(1, 2, 3, 4, 5)),
         };
         assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
         let r = Reply {
@@ -262,6 +283,7 @@ mod tests {
             observed: "[2001:db8::1]:4000".parse().unwrap(),
             digests: vec![],
             cookie: [3; 16],
+            filter: None,
         };
         assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
         let p = Probe { id: u64::MAX };
@@ -282,12 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn hellos_with_filters_beyond_the_limits_are_refused() {
+        let hello = |filter: PeerFilter| Hello {
+            challenge: [1; 16],
+            record: rec(1, 10),
+            digests: vec![],
+            cookie: None,
+            filter: Some(filter),
+        };
+        let ok = PeerFilter::new(0, u64::MAX, 1, 6, 900);
+        assert!(Hello::decode(&hello(ok.clone()).encode()).is_ok());
+        let mut big = ok.clone();
+        big.bits = vec![0; crate::proto::filter::MAX_FILTER_BYTES + 1];
+        assert!(Hello::decode(&hello(big).encode()).is_err());
+        let mut hashes = ok.clone();
+        hashes.hashes = 17;
+        assert!(Hello::decode(&hello(hashes).encode()).is_err());
+        let mut inverted = ok;
+        inverted.lo = 5;
+        inverted.hi = 4;
+        assert!(Hello::decode(&hello(inverted).encode()).is_err());
+    }
+
+    #[test]
     fn too_many_digests_are_refused() {
         let h = Hello {
             challenge: [1; 16],
             record: rec(1, 10),
             digests: (0..33).map(|i| Digest::of(&[i; 32], 1)).collect(),
             cookie: None,
+            filter: None,
         };
         assert!(Hello::decode(&h.encode()).is_err());
     }

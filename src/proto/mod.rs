@@ -8,6 +8,7 @@ pub mod derive;
 pub mod dht_item;
 pub mod envelope;
 pub mod exchange;
+pub mod filter;
 pub mod keys;
 pub mod messages;
 pub mod record;

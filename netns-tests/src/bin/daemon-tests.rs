@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{LanSite, Node, all_pairs_ping, control_port, new_secret_file};
+use wgmesh_netns_tests::daemon::{
+    LanSite, Node, all_pairs_ping, control_port, new_secret_file, wgmesh_bin,
+};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 
@@ -484,6 +486,138 @@ fn lan_over_ipv6_link_local(lab: &Lab) {
         took.as_secs_f64()
     ));
     for n in nodes.iter_mut() {
+        n.stop();
+    }
+    let _ = std::fs::remove_file(&secret);
+    transitive(lab, &site);
+}
+
+/// The mesh IPv4 subnet a secret derives.
+fn mesh_subnet(secret: &Path) -> String {
+    let out = sh(
+        wgmesh_bin().to_str().unwrap_or("wgmesh"),
+        &[
+            "secret",
+            "inspect",
+            "--json",
+            "--secret-file",
+            secret.to_str().unwrap_or_default(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    v["ipv4_subnet"].as_str().unwrap_or_default().to_string()
+}
+
+/// The methods `viewer` lists for the peer with public key `key` (empty if unknown).
+fn methods_for(viewer: &Node, key: &str) -> Vec<String> {
+    viewer.show().unwrap_or_default()["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["public_key"] == key)
+        .and_then(|p| p["discovered_via"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A and C meet only through B: `--peer B` each, no LAN discovery, and A's control traffic
+/// outside the tunnel blocked (nftables in A's namespace) once A and B are meshed. So C learns
+/// A from B's exchange answer (`dht-transitive`), and A can learn C only by gossip with B over
+/// the tunnel (`gossip-transitive`); then A and C ping each other.
+fn transitive(lab: &Lab, site: &LanSite) {
+    println!("== transitive discovery: A-B-C, A and C learn of each other only through B");
+    // A secret whose mesh subnet does not cover the LAN (10.77.0.0/24), or routes would clash.
+    let secret = (0..16)
+        .map(|_| new_secret_file(lab, "transitive"))
+        .find(|s| !mesh_subnet(s).starts_with("10.77."))
+        .unwrap_or_else(|| panic!("no secret with a mesh subnet outside the LAN"));
+    let cport = control_port(&secret).to_string();
+    let mut abc: Vec<Node> = [("ta", 7u8), ("tb", 8), ("tc", 9)]
+        .into_iter()
+        .map(|(name, i)| {
+            let (ns, lan) = site.host_named(lab, name, i);
+            let mut n = Node::new(lab, name, ns, lan, &secret, 9300 + u16::from(i));
+            n.extra_args = vec!["--no-lan-discovery".into()];
+            n
+        })
+        .collect();
+    let b_peer = format!("{}:{cport}", abc[1].lan);
+    abc[1].start(lab, &[]);
+    abc[0].start(lab, &["--peer".into(), b_peer.clone()]);
+    let (b_v4, _) = abc[1].mesh_ips();
+    abc[0]
+        .wait_ping(&b_v4, Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("A cannot ping B\n{}", abc[0].log_tail(30)));
+    // From now on A's control messages go through the tunnel only.
+    let a_ns = abc[0].ns.clone();
+    let nft = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", a_ns.as_str(), "nft"];
+        full.extend_from_slice(args);
+        sh("ip", &full);
+    };
+    nft(&["add", "table", "inet", "blk"]);
+    for (chain, hook, dir) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
+        nft(&[
+            "add", "chain", "inet", "blk", chain, "{", "type", "filter", "hook", hook, "priority",
+            "0", ";", "}",
+        ]);
+        nft(&[
+            "add", "rule", "inet", "blk", chain, dir, "eth0", "udp", "dport", &cport, "drop",
+        ]);
+        nft(&[
+            "add", "rule", "inet", "blk", chain, dir, "eth0", "udp", "sport", &cport, "drop",
+        ]);
+    }
+    let t0 = Instant::now();
+    abc[2].start(lab, &["--peer".into(), b_peer]);
+    let (key_a, key_c) = (abc[0].public_key(), abc[2].public_key());
+    let took = wait_for(Duration::from_secs(10), "C to learn A through B", || {
+        !methods_for(&abc[2], &key_a).is_empty()
+    });
+    let via = methods_for(&abc[2], &key_a);
+    assert!(
+        via.iter().any(|m| m == "dht-transitive"),
+        "C should know A through B's exchange answer (dht-transitive): {via:?}"
+    );
+    pass(&format!(
+        "C learned A through B's exchange answer ({via:?}) {:.1} s after C started",
+        took.as_secs_f64()
+    ));
+    let took = wait_for(Duration::from_secs(30), "A to learn C by gossip", || {
+        !methods_for(&abc[0], &key_c).is_empty()
+    });
+    let via = methods_for(&abc[0], &key_c);
+    assert_eq!(
+        via,
+        vec!["gossip-transitive".to_string()],
+        "A can only have learned C by gossip with B over the tunnel"
+    );
+    let via_b = methods_for(&abc[1], &key_a);
+    assert!(
+        via_b.iter().any(|m| m == "gossip"),
+        "B should have heard A's gossip over the tunnel: {via_b:?}"
+    );
+    pass(&format!(
+        "A learned C by gossip over the tunnel (gossip-transitive) {:.1} s after C started; B lists A as {via_b:?}",
+        took.as_secs_f64()
+    ));
+    let (a_v4, _) = abc[0].mesh_ips();
+    let (c_v4, _) = abc[2].mesh_ips();
+    let ac = abc[0].wait_ping(&c_v4, Duration::from_secs(15));
+    let ca = abc[2].wait_ping(&a_v4, Duration::from_secs(15));
+    assert!(
+        ac.is_some() && ca.is_some(),
+        "A and C cannot ping each other\n--- A:\n{}\n--- C:\n{}",
+        abc[0].log_tail(30),
+        abc[2].log_tail(30)
+    );
+    pass(&format!(
+        "A and C ping each other ({:.1} s after C started)",
+        t0.elapsed().as_secs_f64()
+    ));
+    for n in abc.iter_mut() {
         n.stop();
     }
     let _ = std::fs::remove_file(&secret);
