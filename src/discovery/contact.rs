@@ -49,8 +49,10 @@ pub enum ResolveError {
 impl ControlSocket {
     /// Starts a hello session to `dst` (other discovery sources call this with addresses they
     /// found): a hello now and every retry interval until `dst` replies or the retry period
-    /// ends. Returns `false` when a session to `dst` already runs, the session limit is
-    /// reached, or the socket cannot reach `dst`'s address family. Needs a tokio runtime.
+    /// ends. When a session to `dst` already runs, it goes round once more at its end (with
+    /// the record current then), so a record change is never swallowed. Returns `false` when
+    /// the session limit is reached or the socket cannot reach `dst`'s address family. Needs
+    /// a tokio runtime.
     pub fn send_hello_to(&self, dst: SocketAddr) -> bool {
         self.start_session(dst, Purpose::AntiEntropy)
     }
@@ -69,9 +71,16 @@ impl ControlSocket {
         }
         {
             let mut sessions = lock(&self.inner.sessions);
-            if sessions.len() >= self.inner.config.max_hello_sessions || !sessions.insert(dst) {
+            if let Some(again) = sessions.get_mut(&dst) {
+                // A session runs: it may end on a reply to a hello that carried an older
+                // record, so it goes round once more with the current one.
+                *again = true;
+                return true;
+            }
+            if sessions.len() >= self.inner.config.max_hello_sessions {
                 return false;
             }
+            sessions.insert(dst, false);
         }
         let guard = SessionGuard {
             inner: self.inner.clone(),
@@ -140,8 +149,8 @@ async fn send_hello_once(inner: &Inner, dst: SocketAddr, purpose: Purpose) {
 async fn hello_session(guard: SessionGuard, purpose: Purpose, mut shutdown: watch::Receiver<bool>) {
     let inner = guard.inner.clone();
     let dst = guard.dst;
-    let started = unix_now();
-    let deadline = Instant::now() + inner.config.hello_retry_for;
+    let mut started = unix_now();
+    let mut deadline = Instant::now() + inner.config.hello_retry_for;
     loop {
         if *shutdown.borrow() {
             return;
@@ -151,15 +160,24 @@ async fn hello_session(guard: SessionGuard, purpose: Purpose, mut shutdown: watc
             _ = tokio::time::sleep(inner.config.hello_retry_every) => {}
             _ = shutdown.changed() => return,
         }
-        if lock(&inner.engine)
+        let answered = lock(&inner.engine)
             .exchange()
-            .replied_since(dst, started, unix_now())
-        {
-            debug!(to = %dst, "hello answered");
-            return;
-        }
-        if Instant::now() >= deadline {
-            debug!(to = %dst, "no reply to hello within the retry period");
+            .replied_since(dst, started, unix_now());
+        if answered || Instant::now() >= deadline {
+            let again = lock(&inner.sessions)
+                .get_mut(&dst)
+                .is_some_and(std::mem::take);
+            if again {
+                debug!(to = %dst, "asked again during the session: one more round");
+                started = unix_now();
+                deadline = Instant::now() + inner.config.hello_retry_for;
+                continue;
+            }
+            if answered {
+                debug!(to = %dst, "hello answered");
+            } else {
+                debug!(to = %dst, "no reply to hello within the retry period");
+            }
             return;
         }
     }

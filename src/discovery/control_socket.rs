@@ -10,7 +10,7 @@
 //! [`ControlSocket::send_hello_to`], [`ControlSocket::send_probe`], and at shutdown
 //! [`ControlSocket::send_goodbye`] to [`ControlSocket::goodbye_targets`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -134,7 +134,9 @@ pub(crate) struct Inner {
     pub(crate) rendezvous: Option<super::rendezvous::RendezvousSender>,
     pub(crate) engine: Mutex<Engine>,
     pub(crate) limiter: Mutex<RateLimiter>,
-    pub(crate) sessions: Mutex<BTreeSet<SocketAddr>>,
+    /// Running hello sessions: destination → "asked again while running" (the session then
+    /// greets once more with the record current by then instead of ending).
+    pub(crate) sessions: Mutex<BTreeMap<SocketAddr, bool>>,
     pub(crate) shutdown: watch::Sender<bool>,
     /// The address the latest verified reply says this node's hello came from.
     pub(crate) observed: watch::Sender<Option<SocketAddr>>,
@@ -281,7 +283,7 @@ impl ControlSocket {
                     AddressCheck::new(deps.keys.clone()),
                 )),
                 limiter: Mutex::new(RateLimiter::new(config.rate_limit)),
-                sessions: Mutex::new(BTreeSet::new()),
+                sessions: Mutex::new(BTreeMap::new()),
                 config,
                 keys: deps.keys,
                 store: deps.store,
