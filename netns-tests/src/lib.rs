@@ -14,3 +14,4 @@ pub mod lab;
 pub mod nat;
 pub mod nsexec;
 pub mod preflight;
+pub mod suite;

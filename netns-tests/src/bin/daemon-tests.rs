@@ -17,10 +17,7 @@ use wgmesh_netns_tests::daemon::{
 };
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
-
-fn pass(msg: &str) {
-    println!("  PASS {msg}");
-}
+use wgmesh_netns_tests::suite::{pass, run_suite};
 
 /// `wg show dump` (independent reader) and `wgmesh show --json` agree on keys, endpoints and
 /// allowed IPs.
@@ -107,20 +104,7 @@ fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duratio
 
 fn main() {
     preflight::require(true, "daemon tests");
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "daemon tests: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("daemon tests: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("daemon tests", run);
 }
 
 fn run(lab: &Lab) {

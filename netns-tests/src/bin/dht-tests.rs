@@ -13,10 +13,7 @@ use wgmesh_netns_tests::daemon::{Node, new_secret_file, wgmesh_bin};
 use wgmesh_netns_tests::dht::{self, Internet};
 use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::preflight;
-
-fn pass(msg: &str) {
-    println!("  PASS {msg}");
-}
+use wgmesh_netns_tests::suite::{pass, run_suite};
 
 fn main() {
     preflight::require(true, "DHT tests");
@@ -36,20 +33,7 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "DHT tests: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("DHT tests: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("DHT tests", run);
 }
 
 /// Every ordered pair pings over mesh IPv4 within `limit`.

@@ -18,6 +18,7 @@ use wgmesh_netns_tests::hostile::{self, Crafter, FloodDatagram};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::nsexec::NsExec;
 use wgmesh_netns_tests::preflight;
+use wgmesh_netns_tests::suite::{pass, run_suite};
 
 const REJECTED: &str = "wgmesh_rejected_messages_total";
 const LAN_PORT: u16 = 51830;
@@ -25,26 +26,9 @@ const FLOOD_RATE: u64 = 20_000;
 const FLOOD_FOR: Duration = Duration::from_secs(10);
 const SPOOFED_SOURCES: usize = 1000;
 
-fn pass(msg: &str) {
-    println!("  PASS {msg}");
-}
-
 fn main() {
     preflight::require(true, "hostile-input tests");
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "hostile-input tests: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("hostile-input tests: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("hostile-input tests", run);
 }
 
 fn run(lab: &Lab) {

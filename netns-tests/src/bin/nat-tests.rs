@@ -15,10 +15,7 @@ use wgmesh_netns_tests::daemon::{Node, new_secret_file, wgmesh_bin};
 use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::nat::{Internet, NatMode, STUN_1, STUN_2, Site};
 use wgmesh_netns_tests::preflight;
-
-fn pass(msg: &str) {
-    println!("  PASS {msg}");
-}
+use wgmesh_netns_tests::suite::{pass, run_suite};
 
 /// `wgmesh netcheck --json` in `ns` against `servers`.
 fn netcheck(ns: &str, servers: &[&str]) -> Value {
@@ -95,20 +92,7 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "NAT tests: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("NAT tests: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("NAT tests", run);
 }
 
 fn run(lab: &Lab) {

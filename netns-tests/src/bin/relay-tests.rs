@@ -13,30 +13,14 @@ use serde_json::Value;
 use wgmesh_netns_tests::daemon::{Node, all_pairs_ping, control_port, new_secret_file};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
+use wgmesh_netns_tests::suite::{pass, run_suite};
 
 const GAP_LIMIT: Duration = Duration::from_secs(10);
 const BACK_DIRECT_LIMIT: Duration = Duration::from_secs(60);
 
-fn pass(msg: &str) {
-    println!("  PASS {msg}");
-}
-
 fn main() {
     preflight::require(true, "relay tests");
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "relay tests: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("relay tests: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("relay tests", run);
 }
 
 /// The path `from` shows for `to` in `wgmesh show --json`.
