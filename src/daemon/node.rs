@@ -598,6 +598,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             }
             _ = tokio::time::sleep_until(punch_due.unwrap_or_else(far_future)), if punch_due.is_some() => {
                 let now = now_millis();
+                // A handshake the current candidate produced must be seen before the next step
+                // re-creates the entry (which would throw the fresh session away).
+                if punching.active() && let Ok(state) = reconciler.device.read().await {
+                    punching.observe_device(&state, &store, now);
+                }
                 let tick = punching.tick(now, &mut health.punching);
                 for key in &tick.recreate {
                     reconciler.recreate_peer(key).await;

@@ -88,6 +88,11 @@ impl Punching {
         !done.is_empty()
     }
 
+    /// Whether a punch session is under way.
+    pub fn active(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
     /// When a punch to `peer` last succeeded (direct-path evidence for a relayed peer).
     pub fn punched_at(&self, peer: &WgKey) -> Option<Millis> {
         self.punched_at.get(peer).copied()
