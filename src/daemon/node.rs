@@ -428,6 +428,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut prober = super::probes::Prober::default();
     let mut relaying = super::relaying::Relaying::default();
     let mut punching = super::punching::Punching::default();
+    let mut introducer_pull = crate::mesh::pull::IntroducerPull::default();
     let mut punch_due: Option<tokio::time::Instant> = None;
     let mut last_judged: Option<tokio::time::Instant> = None;
     let own_key = identity.wireguard_public();
@@ -581,6 +582,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 if let Some(d) = &dht { d.handshakes(&last_handshake); }
                 for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
                     let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
+                }
+                if introducer_pull.due(now_millis()) {
+                    for to in super::punching::Punching::introducer_addrs(&store, now_millis()) {
+                        exchange.send_hello_to(to);
+                    }
                 }
                 probing = true;
                 if relaying.traffic_flowing() {

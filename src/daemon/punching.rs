@@ -98,6 +98,17 @@ impl Punching {
         self.punched_at.get(peer).copied()
     }
 
+    /// Where to pull the peer list from: the control ports, at their mesh addresses, of the
+    /// introducers heard from lately.
+    pub fn introducer_addrs(store: &PeerStore, now: Millis) -> Vec<SocketAddr> {
+        store
+            .snapshot()
+            .iter()
+            .filter(|e| e.record.introducer && now.since(e.last_seen) < INTRODUCER_FRESH_FOR)
+            .map(|e| SocketAddr::new(e.record.mesh_ipv4.into(), e.record.control_port))
+            .collect()
+    }
+
     /// The offers to send now: (introducer's mesh address and control port, offer).
     /// `relayed`: peers reached through a relay (no direct entry, so no direct handshake).
     pub fn offers(
