@@ -31,8 +31,8 @@ pub struct Punching {
     scheduler: PunchScheduler,
     introductions: Introductions,
     sessions: BTreeMap<WgKey, PunchSession>,
-    /// The step each session's entry was last set up for.
-    applied_step: BTreeMap<WgKey, usize>,
+    /// The step and shot each session's entry was last set up for.
+    applied_step: BTreeMap<WgKey, (usize, u32)>,
     /// The endpoint the device recorded for each peer (an introducer hands these out).
     seen: BTreeMap<WgKey, SocketAddr>,
     handshakes: BTreeMap<WgKey, Option<Millis>>,
@@ -219,10 +219,10 @@ impl Punching {
         for (key, s) in &self.sessions {
             match s.step(now) {
                 PunchStep::Wait => {}
-                PunchStep::Try { index, addr } => {
+                PunchStep::Try { index, shot, addr } => {
                     wanted.insert(*key, addr);
-                    if self.applied_step.get(key) != Some(&index) {
-                        self.applied_step.insert(*key, index);
+                    if self.applied_step.get(key) != Some(&(index, shot)) {
+                        self.applied_step.insert(*key, (index, shot));
                         out.recreate.push(*key);
                     }
                 }

@@ -324,6 +324,36 @@ fn run(lab: &Lab) {
         for n in nodes.iter().chain(std::iter::once(&intro)) {
             println!("--- {} log tail:\n{}", n.name, n.log_tail(15));
         }
+        // Evidence for the report: what each WireGuard device holds, what the full cone learned.
+        for n in nodes.iter().chain(std::iter::once(&intro)) {
+            let dump = wgmesh_netns_tests::lab::sh(
+                "ip",
+                &["netns", "exec", &n.ns, "wg", "show", &n.iface, "dump"],
+            );
+            println!("--- {} wg show dump:\n{dump}", n.name);
+        }
+        let map = wgmesh_netns_tests::lab::sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &full.nat_ns,
+                "nft",
+                "list",
+                "map",
+                "ip",
+                "wgmnat",
+                "fullcone",
+            ],
+        );
+        println!("--- full-cone NAT map:\n{map}");
+        if let Some(secs) = std::env::var("WGMESH_NAT_GRID_HOLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            println!("    (holding the lab {secs} s for inspection: WGMESH_NAT_GRID_HOLD)");
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         panic!(
             "NAT grid requirements not met:\n  {}",
             failures.join("\n  ")
