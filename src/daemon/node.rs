@@ -583,6 +583,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
                     let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
                 }
+                if punching.take_hold_changed() {
+                    punch_due = Some(tokio::time::Instant::now());
+                }
                 if introducer_pull.due(now_millis()) {
                     for to in super::punching::Punching::introducer_addrs(&store, now_millis()) {
                         exchange.send_hello_to(to);
