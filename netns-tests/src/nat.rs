@@ -302,6 +302,19 @@ impl Internet {
                 "lan",
             ],
         );
+        // A second inside subnet, for roaming (`Site::roam_host`).
+        sh(
+            "ip",
+            &[
+                "-n",
+                &nat_ns,
+                "addr",
+                "add",
+                &format!("10.0.{}.1/24", n + 100),
+                "dev",
+                "lan",
+            ],
+        );
         sh("ip", &["-n", &nat_ns, "link", "set", "lan", "up"]);
         let mut list = Vec::new();
         for k in 1..=hosts {

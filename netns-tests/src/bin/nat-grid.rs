@@ -371,10 +371,178 @@ fn run(lab: &Lab) {
         "  PASS every ordered pair ({}) pings within {REACH_LIMIT:?}; required paths hold",
         cells.len()
     );
+    failover(lab, &cone, &cone2.wan, &nodes[0], &nodes[1]);
+    roaming(lab, &cone2, &nodes[1], &nodes[0]);
     for n in nodes.iter_mut().chain(std::iter::once(&mut intro)) {
         n.stop();
     }
     let _ = std::fs::remove_file(&secret);
+}
+
+/// The path `from` shows for `to`.
+fn path(from: &Node, to: &Node) -> String {
+    peer_of(from, &to.public_key())["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Failover: the direct UDP path between two cone sites is cut in one NAT during a running
+/// ping; traffic must continue through the relay within 10 s and go direct again within 60 s
+/// of lifting the cut.
+fn failover(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, other_wan: &str, a: &Node, b: &Node) {
+    use std::process::{Command, Stdio};
+    println!(
+        "== failover: {}'s NAT drops all UDP to/from {}'s NAT during a ping",
+        a.name, b.name
+    );
+    let (b_v4, _) = b.mesh_ips();
+    let ping = Command::new("ip")
+        .args([
+            "netns", "exec", &a.ns, "ping", "-D", "-n", "-i", "0.2", "-W", "1",
+        ])
+        .args(["-c", "400", &b_v4])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ping: {e}"));
+    lab.record_pid(ping.id());
+    std::thread::sleep(Duration::from_secs(4));
+    let cut_at = unix_now();
+    let nft = |args: &str| {
+        wgmesh_netns_tests::lab::sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &site.nat_ns,
+                "sh",
+                "-c",
+                &format!("nft {args}"),
+            ],
+        )
+    };
+    nft("add table inet cut");
+    nft("'add chain inet cut block { type filter hook forward priority -10; }'");
+    nft(&format!(
+        "add rule inet cut block ip saddr {other_wan} meta l4proto udp drop"
+    ));
+    nft(&format!(
+        "add rule inet cut block ip daddr {other_wan} meta l4proto udp drop"
+    ));
+    let relayed = wait_until(Duration::from_secs(20), || {
+        path(a, b).starts_with("relay via") && path(b, a).starts_with("relay via")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} and {} not both relayed within 20 s of the cut ({:?} / {:?})\n{}",
+            a.name,
+            b.name,
+            path(a, b),
+            path(b, a),
+            a.log_tail(20)
+        )
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(ping.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let out = ping
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let replies: Vec<f64> = out
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            l.strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .and_then(|t| t.parse().ok())
+        })
+        .collect();
+    let before = replies.iter().rev().find(|t| **t <= cut_at).copied();
+    let after = replies.iter().find(|t| **t > cut_at).copied();
+    let (Some(before), Some(after)) = (before, after) else {
+        panic!("no ping reply before and after the cut:\n{out}");
+    };
+    let gap = after - before;
+    println!(
+        "    benchmark: failover gap {gap:.1} s (target ≤ 5 s, limit 10 s); both sides relayed {:.1} s after the cut",
+        relayed.as_secs_f64()
+    );
+    assert!(gap <= 10.0, "failover gap {gap:.1} s > 10 s");
+    println!("  PASS traffic continued through the relay after a {gap:.1} s gap");
+    nft("delete table inet cut");
+    let back = wait_until(Duration::from_secs(60), || {
+        path(a, b) == "direct" && path(b, a) == "direct" && a.ping(&b_v4)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} and {} not direct again within 60 s of lifting the cut ({:?} / {:?})\n{}",
+            a.name,
+            b.name,
+            path(a, b),
+            path(b, a),
+            a.log_tail(20)
+        )
+    });
+    println!(
+        "  PASS direct again {:.1} s after the cut was lifted",
+        back.as_secs_f64()
+    );
+}
+
+/// Roaming: `site`'s NAT switches from cone to symmetric mid-session (the host moves to its
+/// second inside subnet so that new flows take the new mapping); the pair must work again,
+/// direct or relayed, within 30 s.
+fn roaming(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, a: &Node, b: &Node) {
+    println!(
+        "== roaming: {}'s NAT switches from cone to symmetric mid-session",
+        a.name
+    );
+    let (b_v4, _) = b.mesh_ips();
+    let (a_v4, _) = a.mesh_ips();
+    let t0 = Instant::now();
+    site.set_mode(lab, NatMode::Symmetric);
+    site.roam_host();
+    let ok = wait_until(Duration::from_secs(30), || a.ping(&b_v4) && b.ping(&a_v4));
+    let took = ok.unwrap_or_else(|| {
+        panic!(
+            "{} <-> {} not working again within 30 s of the NAT switch ({:?} / {:?})\n{}",
+            a.name,
+            b.name,
+            path(a, b),
+            path(b, a),
+            a.log_tail(30)
+        )
+    });
+    let _ = t0;
+    println!(
+        "  PASS working again {:.1} s after the switch ({} -> {}: {})",
+        took.as_secs_f64(),
+        a.name,
+        b.name,
+        path(a, b)
+    );
 }
 
 fn secs(d: Option<Duration>) -> String {
