@@ -371,8 +371,14 @@ fn run(lab: &Lab) {
         "  PASS every ordered pair ({}) pings within {REACH_LIMIT:?}; required paths hold",
         cells.len()
     );
-    failover(lab, &cone, &cone2.wan, &nodes[0], &nodes[1]);
-    roaming(lab, &cone2, &nodes[1], &nodes[0]);
+    let f = failover(lab, &cone, &cone2.wan, &nodes[0], &nodes[1]);
+    let r = roaming(lab, &cone2, &nodes[1], &nodes[0]);
+    if let Some(out) = std::env::var_os("WGMESH_NAT_GRID_OUT") {
+        let mut text = std::fs::read_to_string(&out).unwrap_or_default();
+        text.push_str(&format!("{f}\n{r}\n"));
+        std::fs::write(&out, text)
+            .unwrap_or_else(|e| panic!("write {}: {e}", out.to_string_lossy()));
+    }
     for n in nodes.iter_mut().chain(std::iter::once(&mut intro)) {
         n.stop();
     }
@@ -408,7 +414,13 @@ fn unix_now() -> f64 {
 /// Failover: the direct UDP path between two cone sites is cut in one NAT during a running
 /// ping; traffic must continue through the relay within 10 s and go direct again within 60 s
 /// of lifting the cut.
-fn failover(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, other_wan: &str, a: &Node, b: &Node) {
+fn failover(
+    lab: &Lab,
+    site: &wgmesh_netns_tests::nat::Site,
+    other_wan: &str,
+    a: &Node,
+    b: &Node,
+) -> String {
     use std::process::{Command, Stdio};
     println!(
         "== failover: {}'s NAT drops all UDP to/from {}'s NAT during a ping",
@@ -509,12 +521,19 @@ fn failover(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, other_wan: &str, a:
         "  PASS direct again {:.1} s after the cut was lifted",
         back.as_secs_f64()
     );
+    format!(
+        "failover ({} <-> {}, direct UDP cut in {}'s NAT during a ping): gap {gap:.1} s (target ≤ 5 s, limit 10 s); direct again {:.1} s after the cut was lifted (limit 60 s)",
+        a.name,
+        b.name,
+        a.name,
+        back.as_secs_f64()
+    )
 }
 
 /// Roaming: `site`'s NAT switches from cone to symmetric mid-session (the host moves to its
 /// second inside subnet so that new flows take the new mapping); the pair must work again,
 /// direct or relayed, within 30 s.
-fn roaming(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, a: &Node, b: &Node) {
+fn roaming(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, a: &Node, b: &Node) -> String {
     println!(
         "== roaming: {}'s NAT switches from cone to symmetric mid-session",
         a.name
@@ -536,13 +555,16 @@ fn roaming(lab: &Lab, site: &wgmesh_netns_tests::nat::Site, a: &Node, b: &Node) 
         )
     });
     let _ = t0;
-    println!(
-        "  PASS working again {:.1} s after the switch ({} -> {}: {})",
-        took.as_secs_f64(),
+    let line = format!(
+        "roaming ({}'s NAT switched cone -> symmetric mid-session): {} <-> {} working again {:.1} s after the switch (limit 30 s), path {}",
+        a.name,
         a.name,
         b.name,
+        took.as_secs_f64(),
         path(a, b)
     );
+    println!("  PASS {line}");
+    line
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -593,7 +615,8 @@ fn doc(table: &str, cells: &[Cell], kinds: &[Kind]) -> String {
          introducer, and sites behind nftables NAT routers. Every node gets only \
          `--dht-bootstrap` and `--stun`. \"first ping\" counts from the first node's start; \
          \"path\" and \"endpoint\" are what the `from` node's `wgmesh show --json` reports for \
-         `to` once the pairs have settled.\n\n{table}\n{}\n",
+         `to` once the pairs have settled (all nodes run on one machine, so every hostname, and \
+         the introducer's in `relay via`, is the machine's).\n\n{table}\n{}\n",
         bench_text(cells, kinds)
     )
 }
