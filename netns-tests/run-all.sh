@@ -70,6 +70,8 @@ step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon beh
 target/debug/nat-tests
 step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"
 target/debug/dht-tests
+step "NAT grid: every pair of NAT sites (cone, full-cone, symmetric, same LAN, public) meets through the DHT + an introducer: reachable within 30 s, required paths (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+target/debug/nat-grid
 step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"
 cargo build --locked -q --release --workspace --bins
 target/release/hostile-tests

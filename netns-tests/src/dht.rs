@@ -44,6 +44,75 @@ pub fn missing() -> Vec<String> {
     m
 }
 
+/// A running private swarm.
+pub struct Swarm {
+    /// `IP:port` of every swarm node.
+    pub swarm: Vec<String>,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+impl Swarm {
+    /// `--dht-bootstrap=` with the first `n` swarm nodes.
+    pub fn bootstrap_arg(&self, n: usize) -> String {
+        let list: Vec<&str> = self.swarm.iter().take(n).map(String::as_str).collect();
+        format!("--dht-bootstrap={}", list.join(","))
+    }
+}
+
+/// Starts a swarm of `nodes` DHT nodes on 192.0.2.21… (added to `ns`'s loopback) in namespace
+/// `ns`; ready when this returns. Shared by the DHT tests and the NAT grid.
+pub fn start_swarm(lab: &Lab, ns: &str, nodes: u8) -> Swarm {
+    let ips: Vec<String> = (0..nodes)
+        .map(|k| format!("192.0.2.{}", 21 + u32::from(k)))
+        .collect();
+    for ip in &ips {
+        sh(
+            "ip",
+            &["-n", ns, "addr", "add", &format!("{ip}/32"), "dev", "lo"],
+        );
+    }
+    let dir = npm_dir();
+    let script = dir.join(format!("{}-swarm.mjs", lab.id));
+    std::fs::write(&script, SWARM_JS).unwrap_or_else(|e| panic!("write {}: {e}", script.display()));
+    let log_path = std::env::temp_dir().join(format!("{}-swarm.log", lab.id));
+    let log = std::fs::File::create(&log_path)
+        .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
+    let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "node"])
+        .arg(&script)
+        .args([&ips.join(","), &SWARM_PORT.to_string(), "900"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start the DHT swarm: {e}"));
+    // `ip netns exec` execs node in place: the PID is node's.
+    let pid = child.id();
+    lab.record_pid(pid);
+    std::mem::forget(child);
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("\"ready\":true") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the DHT swarm did not get ready:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&script);
+    Swarm {
+        swarm: ips.iter().map(|ip| format!("{ip}:{SWARM_PORT}")).collect(),
+        pid,
+        log: log_path,
+    }
+}
+
 /// The router namespace with the swarm.
 pub struct Internet {
     pub router: String,
@@ -78,63 +147,12 @@ impl Internet {
                 "echo 1 > /proc/sys/net/ipv4/ip_forward",
             ],
         );
-        let ips: Vec<String> = (0..nodes)
-            .map(|k| format!("192.0.2.{}", 21 + u32::from(k)))
-            .collect();
-        for ip in &ips {
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &router,
-                    "addr",
-                    "add",
-                    &format!("{ip}/32"),
-                    "dev",
-                    "lo",
-                ],
-            );
-        }
-        let dir = npm_dir();
-        let script = dir.join(format!("{}-swarm.mjs", lab.id));
-        std::fs::write(&script, SWARM_JS)
-            .unwrap_or_else(|e| panic!("write {}: {e}", script.display()));
-        let swarm_log = std::env::temp_dir().join(format!("{}-swarm.log", lab.id));
-        let log = std::fs::File::create(&swarm_log)
-            .unwrap_or_else(|e| panic!("create {}: {e}", swarm_log.display()));
-        let err = log.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &router, "node"])
-            .arg(&script)
-            .args([&ips.join(","), &SWARM_PORT.to_string(), "900"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start the DHT swarm: {e}"));
-        // `ip netns exec` execs node in place: the PID is node's.
-        let swarm_pid = child.id();
-        lab.record_pid(swarm_pid);
-        std::mem::forget(child);
-        let t0 = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&swarm_log).unwrap_or_default();
-            if text.contains("\"ready\":true") {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "the DHT swarm did not get ready:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = std::fs::remove_file(&script);
+        let s = start_swarm(lab, &router, nodes);
         Self {
             router,
-            swarm: ips.iter().map(|ip| format!("{ip}:{SWARM_PORT}")).collect(),
-            swarm_pid,
-            swarm_log,
+            swarm: s.swarm,
+            swarm_pid: s.pid,
+            swarm_log: s.log,
         }
     }
 

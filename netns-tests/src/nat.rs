@@ -219,6 +219,157 @@ impl Internet {
     }
 }
 
+impl Internet {
+    /// Starts a private Mainline DHT swarm (npm bittorrent-dht, 192.0.2.21… port 6881) in
+    /// this namespace: the NAT grid's one internet holds both STUN and the DHT.
+    pub fn start_dht(&self, lab: &Lab, nodes: u8) -> crate::dht::Swarm {
+        crate::dht::start_swarm(lab, &self.ns, nodes)
+    }
+
+    /// A host `name` with a public address 198.51.`n`.2 (no NAT) directly on the internet.
+    pub fn public_host(&self, lab: &Lab, name: &str, n: u8) -> (String, std::net::IpAddr) {
+        let ns = lab.add_ns(name);
+        lab.link(
+            &self.ns,
+            &format!("up{name}"),
+            &format!("198.51.{n}.1/24"),
+            &ns,
+            "eth0",
+            &format!("198.51.{n}.2/24"),
+        );
+        sh(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("198.51.{n}.1"),
+            ],
+        );
+        (ns, [198, 51, n, 2].into())
+    }
+
+    /// A NAT router `nat<name>` whose inside is a bridge `lan` (10.0.`n`.1/24) with `hosts`
+    /// hosts `<name>1`, `<name>2` … (10.0.`n`.11, .12 …) on it: hosts behind the same NAT on
+    /// one LAN. `Site::host_ns` is the first host; all are returned.
+    pub fn site_lan(
+        &self,
+        lab: &Lab,
+        name: &str,
+        n: u8,
+        mode: NatMode,
+        hosts: u8,
+    ) -> (Site, Vec<String>) {
+        let nat_ns = lab.add_ns(&format!("nat{name}"));
+        ns_sh(&nat_ns, "echo 1 > /proc/sys/net/ipv4/ip_forward");
+        let wan = format!("198.51.{n}.2");
+        lab.link(
+            &self.ns,
+            &format!("up{name}"),
+            &format!("198.51.{n}.1/24"),
+            &nat_ns,
+            "wan",
+            &format!("{wan}/24"),
+        );
+        sh(
+            "ip",
+            &[
+                "-n",
+                &nat_ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("198.51.{n}.1"),
+            ],
+        );
+        sh(
+            "ip",
+            &["-n", &nat_ns, "link", "add", "lan", "type", "bridge"],
+        );
+        sh(
+            "ip",
+            &[
+                "-n",
+                &nat_ns,
+                "addr",
+                "add",
+                &format!("10.0.{n}.1/24"),
+                "dev",
+                "lan",
+            ],
+        );
+        // A second inside subnet, for roaming (`Site::roam_host`).
+        sh(
+            "ip",
+            &[
+                "-n",
+                &nat_ns,
+                "addr",
+                "add",
+                &format!("10.0.{}.1/24", n + 100),
+                "dev",
+                "lan",
+            ],
+        );
+        sh("ip", &["-n", &nat_ns, "link", "set", "lan", "up"]);
+        let mut list = Vec::new();
+        for k in 1..=hosts {
+            let host_ns = lab.add_ns(&format!("{name}{k}"));
+            let port = format!("p{k}");
+            sh(
+                "ip",
+                &[
+                    "link", "add", "eth0", "netns", &host_ns, "type", "veth", "peer", "name",
+                    &port, "netns", &nat_ns,
+                ],
+            );
+            sh(
+                "ip",
+                &["-n", &nat_ns, "link", "set", &port, "master", "lan"],
+            );
+            sh("ip", &["-n", &nat_ns, "link", "set", &port, "up"]);
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &host_ns,
+                    "addr",
+                    "add",
+                    &format!("10.0.{n}.{}/24", 10 + k),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            sh("ip", &["-n", &host_ns, "link", "set", "eth0", "up"]);
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    &host_ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("10.0.{n}.1"),
+                ],
+            );
+            list.push(host_ns);
+        }
+        let site = Site {
+            nat_ns,
+            host_ns: list.first().cloned().unwrap_or_default(),
+            wan,
+            n,
+        };
+        site.set_mode(lab, mode);
+        (site, list)
+    }
+}
+
 impl Drop for Internet {
     /// Removes coturn's files (its log stays after a failure, for the report).
     fn drop(&mut self) {

@@ -429,6 +429,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     let mut prober = super::probes::Prober::default();
     let mut relaying = super::relaying::Relaying::default();
     let mut punching = super::punching::Punching::default();
+    let mut introducer_pull = crate::mesh::pull::IntroducerPull::default();
     let mut punch_due: Option<tokio::time::Instant> = None;
     let mut last_judged: Option<tokio::time::Instant> = None;
     let own_key = identity.wireguard_public();
@@ -583,6 +584,14 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 for (to, offer) in punching.offers(&own_key, &store, &health.relayed, now_millis()) {
                     let _ = exchange.send_message(to, &Message::RendezvousOffer(offer)).await;
                 }
+                if punching.take_hold_changed() {
+                    punch_due = Some(tokio::time::Instant::now());
+                }
+                if introducer_pull.due(now_millis()) {
+                    for to in super::punching::Punching::introducer_addrs(&store, now_millis()) {
+                        exchange.send_hello_to(to);
+                    }
+                }
                 probing = true;
                 if relaying.traffic_flowing() {
                     health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
@@ -599,6 +608,11 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             }
             _ = tokio::time::sleep_until(punch_due.unwrap_or_else(far_future)), if punch_due.is_some() => {
                 let now = now_millis();
+                // A handshake the current candidate produced must be seen before the next step
+                // re-creates the entry (which would throw the fresh session away).
+                if punching.active() && let Ok(state) = reconciler.device.read().await {
+                    punching.observe_device(&state, &store, now);
+                }
                 let tick = punching.tick(now, &mut health.punching);
                 for key in &tick.recreate {
                     reconciler.recreate_peer(key).await;

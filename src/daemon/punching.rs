@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::discovery::rendezvous::RendezvousEvent;
+use crate::mesh::punch::schedule::HOLD_AFTER_PUNCH;
 use crate::mesh::punch::{Introductions, PunchScheduler, PunchSession, PunchStep, introducers_for};
 use crate::mesh::relay::INTRODUCER_FRESH_FOR;
 use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, WgKey, short_key};
@@ -31,13 +32,18 @@ pub struct Punching {
     scheduler: PunchScheduler,
     introductions: Introductions,
     sessions: BTreeMap<WgKey, PunchSession>,
-    /// The step each session's entry was last set up for.
-    applied_step: BTreeMap<WgKey, usize>,
+    /// The step and shot each session's entry was last set up for.
+    applied_step: BTreeMap<WgKey, (usize, u32)>,
     /// The endpoint the device recorded for each peer (an introducer hands these out).
     seen: BTreeMap<WgKey, SocketAddr>,
     handshakes: BTreeMap<WgKey, Option<Millis>>,
-    /// When a punch to a peer last succeeded.
+    /// When a punch to a peer last succeeded (refreshed by the held entry's handshakes).
     punched_at: BTreeMap<WgKey, Millis>,
+    /// Punched peers whose entry is kept at the punched endpoint until the relay lets go of
+    /// them: peer → (endpoint, success time).
+    held: BTreeMap<WgKey, (SocketAddr, Millis)>,
+    /// A hold ended since the last tick (the overrides must be recomputed).
+    hold_changed: bool,
 }
 
 impl Punching {
@@ -60,6 +66,18 @@ impl Punching {
                 (p.config.public_key, at)
             })
             .collect();
+        // A held entry that keeps handshaking is fresh direct-path evidence.
+        for (key, (_, since)) in &self.held {
+            if self
+                .handshakes
+                .get(key)
+                .copied()
+                .flatten()
+                .is_some_and(|h| h >= *since)
+            {
+                self.punched_at.insert(*key, now);
+            }
+        }
         let done: Vec<WgKey> = self
             .sessions
             .iter()
@@ -73,6 +91,9 @@ impl Punching {
             self.punched_at.insert(*key, now);
             let endpoint = self.seen.get(key).copied();
             tracing::info!(peer = %short_key(key), endpoint = ?endpoint, "hole punched: direct handshake");
+            if let Some(addr) = endpoint {
+                self.held.insert(*key, (addr, now));
+            }
             if let (Some(entry), Some(addr)) = (store.get(key), endpoint) {
                 let update = PeerUpdate::new(entry.record.clone(), DiscoveryMethod::DhtRendezvous)
                     .with_endpoint(addr);
@@ -88,9 +109,30 @@ impl Punching {
         !done.is_empty()
     }
 
+    /// Whether a hold ended since the last call (a tick is due).
+    pub fn take_hold_changed(&mut self) -> bool {
+        std::mem::take(&mut self.hold_changed)
+    }
+
+    /// Whether a punch session is under way.
+    pub fn active(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
     /// When a punch to `peer` last succeeded (direct-path evidence for a relayed peer).
     pub fn punched_at(&self, peer: &WgKey) -> Option<Millis> {
         self.punched_at.get(peer).copied()
+    }
+
+    /// Where to pull the peer list from: the control ports, at their mesh addresses, of the
+    /// introducers heard from lately.
+    pub fn introducer_addrs(store: &PeerStore, now: Millis) -> Vec<SocketAddr> {
+        store
+            .snapshot()
+            .iter()
+            .filter(|e| e.record.introducer && now.since(e.last_seen) < INTRODUCER_FRESH_FOR)
+            .map(|e| SocketAddr::new(e.record.mesh_ipv4.into(), e.record.control_port))
+            .collect()
     }
 
     /// The offers to send now: (introducer's mesh address and control port, offer).
@@ -111,10 +153,17 @@ impl Punching {
         if introducers.is_empty() {
             return Vec::new();
         }
+        // A hold ends when the relay let go of the peer, or after its time.
+        let before = self.held.len();
+        self.held.retain(|k, (_, since)| {
+            relayed.contains_key(k) && now.since(*since) < HOLD_AFTER_PUNCH
+        });
+        self.hold_changed |= self.held.len() != before;
         let mut out = Vec::new();
         for e in &peers {
             let key = *e.key();
-            if e.found_by_lan() || self.sessions.contains_key(&key) {
+            if e.found_by_lan() || self.sessions.contains_key(&key) || self.held.contains_key(&key)
+            {
                 continue;
             }
             let direct_handshake = if relayed.contains_key(&key) {
@@ -199,14 +248,19 @@ impl Punching {
     pub fn tick(&mut self, now: Millis, overrides: &mut BTreeMap<WgKey, SocketAddr>) -> PunchTick {
         let mut out = PunchTick::default();
         let mut ended = Vec::new();
-        let mut wanted = BTreeMap::new();
+        let mut wanted: BTreeMap<WgKey, SocketAddr> = self
+            .held
+            .iter()
+            .filter(|(k, _)| !self.sessions.contains_key(*k))
+            .map(|(k, (addr, _))| (*k, *addr))
+            .collect();
         for (key, s) in &self.sessions {
             match s.step(now) {
                 PunchStep::Wait => {}
-                PunchStep::Try { index, addr } => {
+                PunchStep::Try { index, shot, addr } => {
                     wanted.insert(*key, addr);
-                    if self.applied_step.get(key) != Some(&index) {
-                        self.applied_step.insert(*key, index);
+                    if self.applied_step.get(key) != Some(&(index, shot)) {
+                        self.applied_step.insert(*key, (index, shot));
                         out.recreate.push(*key);
                     }
                 }

@@ -18,7 +18,12 @@ pub struct DhtScheduleConfig {
     /// Announce under the current and previous hour's topics this often (and when the hour
     /// turns).
     pub announce_every: Duration,
-    /// Look the topics up this often while fewer than `busy_peers` peers are active …
+    /// Right after bootstrapping, look up again after this, doubling up to `lookup_every`
+    /// (nodes that start together announce a moment apart: the first lookup sees only those
+    /// that were quicker, and a NATed node cannot be greeted by the others until it greets
+    /// them) …
+    pub lookup_first: Duration,
+    /// … then look the topics up this often while fewer than `busy_peers` peers are active …
     pub lookup_every: Duration,
     /// … and this often once at least `busy_peers` are.
     pub lookup_every_busy: Duration,
@@ -52,6 +57,7 @@ impl Default for DhtScheduleConfig {
     fn default() -> Self {
         Self {
             announce_every: Duration::from_secs(15 * 60),
+            lookup_first: Duration::from_secs(3),
             lookup_every: Duration::from_secs(30),
             lookup_every_busy: Duration::from_secs(60),
             busy_peers: 3,
@@ -156,6 +162,8 @@ pub struct DhtSchedule {
     failures: u32,
     next_announce: Millis,
     next_lookup: Millis,
+    /// Lookups since the last bootstrap (the early ones come sooner).
+    lookups: u32,
     item_seq: Option<u64>,
     next_item: Millis,
     contacted: BTreeMap<SocketAddr, Millis>,
@@ -183,6 +191,7 @@ impl DhtSchedule {
             failures: 0,
             next_announce: Millis::ZERO,
             next_lookup: Millis::ZERO,
+            lookups: 0,
             item_seq: None,
             next_item: Millis::ZERO,
             contacted: BTreeMap::new(),
@@ -230,6 +239,7 @@ impl DhtSchedule {
         self.failures = 0;
         self.next_announce = now;
         self.next_lookup = now;
+        self.lookups = 0;
         self.next_item = now;
     }
 
@@ -270,15 +280,20 @@ impl DhtSchedule {
         self.ready() && now >= self.next_lookup
     }
 
-    /// Looked up at `now` with `active_peers` active: next in 30 s, or 60 s once the mesh has
-    /// at least 3 active peers.
+    /// Looked up at `now` with `active_peers` active: next in 3, 6, 12, 24 s after a
+    /// bootstrap, then every 30 s, or 60 s once the mesh has at least 3 active peers.
     pub fn looked_up(&mut self, now: Millis, active_peers: usize) {
         let every = if active_peers >= self.config.busy_peers {
             self.config.lookup_every_busy
         } else {
             self.config.lookup_every
         };
-        self.next_lookup = now.plus(every);
+        let early = self
+            .config
+            .lookup_first
+            .saturating_mul(1u32 << self.lookups.min(16));
+        self.lookups = self.lookups.saturating_add(1);
+        self.next_lookup = now.plus(early.min(every));
     }
 
     /// Of the addresses a lookup found, those to contact now: not in `skip` (this node's own
@@ -535,10 +550,18 @@ mod tests {
     fn lookups_every_30_s_then_60_s_with_three_active_peers() {
         let mut s = ready(false);
         assert!(s.lookup_due(T0));
-        s.looked_up(T0, 2);
-        assert!(!s.lookup_due(at(29)) && s.lookup_due(at(30)));
-        s.looked_up(at(30), 3);
-        assert!(!s.lookup_due(at(89)) && s.lookup_due(at(90)));
+        // Early lookups after the bootstrap: 3, 6, 12, 24 s apart.
+        let mut t = 0;
+        for gap in [3, 6, 12, 24] {
+            s.looked_up(at(t), 2);
+            assert!(!s.lookup_due(at(t + gap - 1)) && s.lookup_due(at(t + gap)));
+            t += gap;
+        }
+        s.looked_up(at(t), 2);
+        assert!(!s.lookup_due(at(t + 29)) && s.lookup_due(at(t + 30)));
+        t += 30;
+        s.looked_up(at(t), 3);
+        assert!(!s.lookup_due(at(t + 59)) && s.lookup_due(at(t + 60)));
     }
 
     #[test]
@@ -637,6 +660,7 @@ mod tests {
         s.announced(T0);
         s.looked_up(T0, 0);
         s.item_stored(T0, 1);
-        assert_eq!(s.next_wake(T0), at(30));
+        // The first lookup after a bootstrap is followed by an early one.
+        assert_eq!(s.next_wake(T0), at(3));
     }
 }

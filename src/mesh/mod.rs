@@ -37,6 +37,7 @@ pub mod nat;
 pub mod nat_check;
 pub mod peer;
 pub mod plan;
+pub mod pull;
 pub mod punch;
 pub mod rank;
 pub mod relay;

@@ -21,6 +21,10 @@ pub const PUNCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const HANDSHAKE_FRESH_FOR: Duration = Duration::from_secs(120);
 /// Most introducers asked at once.
 pub const MAX_INTRODUCERS: usize = 3;
+/// After a punch to a relayed peer succeeds, its punched entry is kept (no allowed IPs, the
+/// punch keepalive) for at most this long while the relay agreement moves the pair back to
+/// direct; its fresh handshakes count as direct-path evidence. No new punch meanwhile.
+pub const HOLD_AFTER_PUNCH: Duration = Duration::from_secs(30);
 /// A newly known peer first gets this long to handshake by itself.
 pub const PUNCH_GRACE: Duration = Duration::from_secs(5);
 

@@ -1,7 +1,11 @@
-//! One punch toward a peer: from the start time, each candidate in turn gets one step (one
-//! WireGuard handshake initiation: WireGuard sends at most one per 5 s per peer entry, so the
-//! daemon re-creates the entry for each candidate); at most [`MAX_STEPS`] candidates. The
-//! session succeeds when a handshake newer than its start shows up.
+//! One punch toward a peer: from the start time, each candidate in turn gets one step of
+//! [`SHOTS`] WireGuard handshake initiations, one at the step's start and one half-way
+//! (WireGuard sends at most one per 5 s per peer entry, so the daemon re-creates the entry for
+//! each shot); at most [`MAX_STEPS`] candidates. Both ends re-create their entry at the same
+//! step boundaries, so an initiation sent right at a boundary often reaches the other end
+//! while its entry is being re-created and goes unanswered; the half-way shot arrives while
+//! the other end's entry stands. The session succeeds when a handshake newer than its start
+//! shows up.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +15,8 @@ use crate::mesh::time::Millis;
 
 /// Time given to each candidate.
 pub const STEP: Duration = Duration::from_secs(1);
+/// Initiations per candidate (evenly spread over the step).
+pub const SHOTS: u32 = 2;
 /// Most candidates tried in one session.
 pub const MAX_STEPS: usize = 6;
 /// A start further ahead than this is refused (a wrong clock or a hostile introducer).
@@ -21,8 +27,13 @@ pub const MAX_START_AHEAD: Duration = Duration::from_secs(10);
 pub enum PunchStep {
     /// Before the start time.
     Wait,
-    /// Point the peer's entry at this candidate (step `index`) and send into the tunnel.
-    Try { index: usize, addr: SocketAddr },
+    /// Point the peer's entry at this candidate (step `index`, shot `shot` of [`SHOTS`]) and
+    /// send into the tunnel.
+    Try {
+        index: usize,
+        shot: u32,
+        addr: SocketAddr,
+    },
     /// Every candidate had its step.
     Done,
 }
@@ -69,18 +80,26 @@ impl PunchSession {
         if now < self.start_at {
             return PunchStep::Wait;
         }
-        let index = (now.since(self.start_at).as_millis() / STEP.as_millis()) as usize;
+        let elapsed = now.since(self.start_at).as_millis();
+        let index = (elapsed / STEP.as_millis()) as usize;
+        let shot = ((elapsed % STEP.as_millis()) / (STEP / SHOTS).as_millis()) as u32;
         match self.candidates.get(index) {
-            Some(addr) => PunchStep::Try { index, addr: *addr },
+            Some(addr) => PunchStep::Try {
+                index,
+                shot: shot.min(SHOTS - 1),
+                addr: *addr,
+            },
             None => PunchStep::Done,
         }
     }
 
-    /// When the step after the one at `now` begins (the daemon's next wake-up).
+    /// When the shot after the one at `now` begins (the daemon's next wake-up).
     pub fn next_change(&self, now: Millis) -> Option<Millis> {
         match self.step(now) {
             PunchStep::Wait => Some(self.start_at),
-            PunchStep::Try { index, .. } => Some(self.start_at + STEP * (index as u32 + 1)),
+            PunchStep::Try { index, shot, .. } => {
+                Some(self.start_at + STEP * index as u32 + (STEP / SHOTS) * (shot + 1))
+            }
             PunchStep::Done => None,
         }
     }
@@ -113,6 +132,16 @@ mod tests {
             s.step(NOW + STEP),
             PunchStep::Try {
                 index: 0,
+                shot: 0,
+                addr: a[0]
+            }
+        );
+        assert_eq!(s.next_change(NOW + STEP), Some(NOW + STEP + STEP / 2));
+        assert_eq!(
+            s.step(NOW + STEP + STEP / 2),
+            PunchStep::Try {
+                index: 0,
+                shot: 1,
                 addr: a[0]
             }
         );
@@ -120,10 +149,18 @@ mod tests {
             s.step(NOW + STEP * 2 + Duration::from_millis(999)),
             PunchStep::Try {
                 index: 1,
+                shot: 1,
                 addr: a[1]
             }
         );
-        assert_eq!(s.next_change(NOW + STEP * 3), Some(NOW + STEP * 4));
+        assert_eq!(
+            s.next_change(NOW + STEP * 3),
+            Some(NOW + STEP * 3 + STEP / 2)
+        );
+        assert_eq!(
+            s.next_change(NOW + STEP * 3 + STEP / 2),
+            Some(NOW + STEP * 4)
+        );
         assert_eq!(s.step(NOW + STEP * 4), PunchStep::Done);
         assert_eq!(s.next_change(NOW + STEP * 4), None);
         assert!(!s.succeeded_by(Some(NOW)));

@@ -32,6 +32,8 @@ use super::tracker::RelayTracker;
 pub const NOTICE_FRESH_FOR: Duration = Duration::from_secs(6);
 /// A node relaying a peer on its own evidence repeats its notice this often.
 pub const NOTICE_EVERY: Duration = Duration::from_secs(2);
+/// A peer known this long without any direct handshake is judged unreachable directly.
+pub const NO_HANDSHAKE_RELAY_AFTER: Duration = Duration::from_secs(10);
 /// A relayed peer's direct path counts as healthy while an endpoint probe was answered within
 /// this time.
 pub const DIRECT_ANSWER_FRESH_FOR: Duration = Duration::from_secs(10);
@@ -127,10 +129,15 @@ impl RelayAgreement {
                     .filter(|t| now.since(*t) < DIRECT_ANSWER_FRESH_FOR);
                 (answered, false, answered.is_none())
             } else {
+                // Never handshook directly although known for a while: punch sessions re-create
+                // the entry every step, so tunnel probes rarely fail three times in a row; the
+                // relay must not wait for them.
+                let never = ev.last_handshake.is_none()
+                    && now.since(entry.first_seen) >= NO_HANDSHAKE_RELAY_AFTER;
                 (
                     ev.last_handshake,
                     ev.transfer_grew,
-                    ev.probe_failures >= PROBE_FAILURES_TO_RELAY,
+                    ev.probe_failures >= PROBE_FAILURES_TO_RELAY || never,
                 )
             };
             let asked = self.asked.contains_key(&key);

@@ -276,3 +276,16 @@ fn a_stale_request_expires_and_nothing_relays_without_an_introducer() {
     );
     assert!(p.relayed.is_empty() && p.notices.is_empty());
 }
+
+#[test]
+fn a_peer_never_handshaken_for_10_s_is_relayed_without_probe_failures() {
+    let mut a = RelayAgreement::default();
+    let off = OfflineList::default();
+    let never = PeerEvidence::default();
+    // Known since t = 0 (peers_of sets first_seen), probes never failing three times in a row.
+    let peers = peers_of(A, at(0));
+    let p = a.pass(&local(A), &peers, &off, &evidence(B, never), at(9));
+    assert!(p.relayed.is_empty(), "not before 10 s");
+    let p = a.pass(&local(A), &peers, &off, &evidence(B, never), at(10));
+    assert_eq!(p.relayed, BTreeMap::from([(key(B), key(R))]));
+}
