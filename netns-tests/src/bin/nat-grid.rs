@@ -18,6 +18,7 @@ use serde_json::Value;
 use wgmesh_netns_tests::daemon::{Node, new_secret_file};
 use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::nat::{Internet, NatMode, STUN_1, STUN_2};
+use wgmesh_netns_tests::suite::run_suite;
 use wgmesh_netns_tests::{dht, preflight};
 
 /// Every pair must ping within this time of the last node's start.
@@ -108,20 +109,7 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let lab = Lab::new();
-    let t_all = Instant::now();
-    let result = std::panic::catch_unwind(|| run(&lab));
-    wgmesh_netns_tests::lab::cleanup_all();
-    match result {
-        Ok(()) => println!(
-            "NAT grid: all passed in {:.1} s",
-            t_all.elapsed().as_secs_f64()
-        ),
-        Err(_) => {
-            eprintln!("NAT grid: FAILED");
-            std::process::exit(1);
-        }
-    }
+    run_suite("NAT grid", run);
 }
 
 /// (from, to, time from the grid's start to the first ping reply).
