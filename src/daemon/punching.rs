@@ -228,7 +228,9 @@ impl Punching {
                 if !introducer || store.get(&start.peer).is_none() {
                     return Vec::new();
                 }
+                let local = store.config().local_key.unwrap_or_default();
                 if let Some(s) = PunchSession::new(
+                    &local,
                     start.peer,
                     from,
                     start.candidates,
