@@ -529,3 +529,23 @@ pub fn all_pairs_ping(nodes: &[&Node], limit: Duration) -> Duration {
     }
     t0.elapsed()
 }
+
+/// Polls `f` every 100 ms until it holds (returns how long that took) or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Unix time in seconds (to compare with `ping -D` timestamps).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

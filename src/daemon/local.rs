@@ -76,6 +76,13 @@ pub fn sign_local_record(
     Ok((record, signed))
 }
 
+/// When a WireGuard peer last completed a handshake, as the core's clock value.
+pub fn handshake_at(peer: &crate::platform::PeerState) -> Option<Millis> {
+    peer.last_handshake
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| Millis(d.as_millis() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -914,10 +914,7 @@ where
         .map(|p| base64_key(&p.config.public_key))
         .collect();
     for (p, key_text) in state.peers.iter().zip(&keys) {
-        let last = p
-            .last_handshake
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| Millis(d.as_millis() as u64));
+        let last = super::local::handshake_at(p);
         handshakes.insert(p.config.public_key, last);
         let sample = HandshakeSample {
             last_handshake: last,

@@ -58,13 +58,7 @@ impl Punching {
         self.handshakes = state
             .peers
             .iter()
-            .map(|p| {
-                let at = p
-                    .last_handshake
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| Millis(d.as_millis() as u64));
-                (p.config.public_key, at)
-            })
+            .map(|p| (p.config.public_key, super::local::handshake_at(p)))
             .collect();
         // A held entry that keeps handshaking is fresh direct-path evidence.
         for (key, (_, since)) in &self.held {

@@ -64,13 +64,7 @@ impl Relaying {
         self.handshakes = state
             .peers
             .iter()
-            .map(|p| {
-                let at = p
-                    .last_handshake
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| Millis(d.as_millis() as u64));
-                (p.config.public_key, at)
-            })
+            .map(|p| (p.config.public_key, super::local::handshake_at(p)))
             .collect();
         tracing::trace!(?sample, grew = self.grew.len(), "device sample");
         let newly = self.suspects.observe(sample);

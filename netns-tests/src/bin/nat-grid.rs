@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{Node, new_secret_file};
+use wgmesh_netns_tests::daemon::{Node, new_secret_file, unix_now, wait_until};
 use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::nat::{Internet, NatMode, STUN_1, STUN_2};
 use wgmesh_netns_tests::suite::run_suite;
@@ -379,24 +379,6 @@ fn path(from: &Node, to: &Node) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Failover: the direct UDP path between two cone sites is cut in one NAT during a running

@@ -7,10 +7,12 @@
 #![forbid(unsafe_code)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{Node, all_pairs_ping, control_port, new_secret_file};
+use wgmesh_netns_tests::daemon::{
+    Node, all_pairs_ping, control_port, new_secret_file, unix_now, wait_until,
+};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
 use wgmesh_netns_tests::suite::{pass, run_suite};
@@ -34,17 +36,6 @@ fn path_to(from: &Node, to_key: &str) -> String {
         .unwrap_or_default()
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
 /// Replies of `ping -D` as unix timestamps (seconds).
 fn reply_times(output: &str) -> Vec<f64> {
     output
@@ -56,13 +47,6 @@ fn reply_times(output: &str) -> Vec<f64> {
                 .and_then(|t| t.parse().ok())
         })
         .collect()
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn run(lab: &Lab) {
