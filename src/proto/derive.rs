@@ -19,6 +19,8 @@ pub const HKDF_SALT: &[u8] = b"wgmesh/v2";
 pub const LAN_PORT: u16 = 51830;
 /// Base of the derived control port.
 pub const CONTROL_PORT_BASE: u16 = 51821;
+/// HKDF label of the registry membership key's seed (PROTOCOL.md §2, §15).
+pub const REGISTRY_MEMBER_KEY_LABEL: &str = "registry-member-key";
 /// HKDF label of the key behind the Dandelion++ epoch seeds (PROTOCOL.md §2).
 pub const DANDELION_KEY_LABEL: &str = "dandelion-key";
 /// Highest address nonce a node may use after losing collisions.
@@ -80,6 +82,7 @@ pub struct MeshKeys {
     dht_key: [u8; 32],
     dandelion_key: [u8; 32],
     dht_item_salt: [u8; DHT_ITEM_SALT_BYTES],
+    registry_member_seed: [u8; 32],
     #[zeroize(skip)]
     ipv4_subnet: Ipv4Net,
     ipv6_prefix: [u8; 8],
@@ -114,6 +117,7 @@ impl MeshKeys {
             dht_key: hkdf_expand(secret, "dht-key"),
             dandelion_key: hkdf_expand(secret, DANDELION_KEY_LABEL),
             dht_item_salt: hkdf_expand(secret, "dht-item-salt"),
+            registry_member_seed: hkdf_expand(secret, REGISTRY_MEMBER_KEY_LABEL),
             ipv4_subnet: default_subnet,
             ipv6_prefix,
             lan_group: hkdf_expand(secret, "lan-group"),
@@ -132,6 +136,13 @@ impl MeshKeys {
             keys.ipv4_subnet = validate_subnet(s)?;
         }
         Ok(keys)
+    }
+
+    /// Ed25519 seed of the mesh's registry membership key (label `registry-member-key`,
+    /// PROTOCOL.md §15): every member signs registry requests with it; a registry server holds
+    /// only its public half (the verifier).
+    pub fn registry_member_seed(&self) -> &[u8; 32] {
+        &self.registry_member_seed
     }
 
     /// A further key derived with the same HKDF scheme and a new label (later protocol parts).

@@ -5,19 +5,16 @@
 //! 1000 bytes. The AAD differs from every control envelope's, so an item can never be replayed
 //! as a control message (nor the reverse). Opening checks the size before decrypting.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
 
 use super::derive::MeshKeys;
 use super::record::{RecordError, SignedRecord};
+use super::sealed::{self, NONCE_BYTES, TAG_BYTES};
 
 /// Associated data of every sealed item (domain separation from the control envelope).
 pub const DHT_ITEM_AAD: &[u8] = b"wgmesh/v2 dht item";
 /// Most bytes of a sealed item: the bencoded value (`996:` + 996 bytes) is then 1000 bytes.
 pub const MAX_DHT_ITEM_BYTES: usize = 996;
-const NONCE_BYTES: usize = 24;
-const TAG_BYTES: usize = 16;
 /// Largest signed record that fits in an item.
 pub const MAX_DHT_ITEM_RECORD_BYTES: usize = MAX_DHT_ITEM_BYTES - NONCE_BYTES - TAG_BYTES;
 
@@ -65,20 +62,7 @@ pub fn seal_item_with_nonce(
     if plain.len() > MAX_DHT_ITEM_RECORD_BYTES {
         return Err(DhtItemError::RecordTooLarge(plain.len()));
     }
-    let cipher = XChaCha20Poly1305::new(keys.control_key().into());
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: &plain,
-                aad: DHT_ITEM_AAD,
-            },
-        )
-        .map_err(|_| DhtItemError::RecordTooLarge(plain.len()))?;
-    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    Ok(sealed::seal(keys, DHT_ITEM_AAD, &plain, nonce))
 }
 
 /// Opens an item: the signed record inside (not yet verified: the caller runs the record
@@ -87,17 +71,7 @@ pub fn open_item(keys: &MeshKeys, value: &[u8]) -> Result<SignedRecord, DhtItemE
     if value.len() > MAX_DHT_ITEM_BYTES || value.len() <= NONCE_BYTES + TAG_BYTES {
         return Err(DhtItemError::Size(value.len()));
     }
-    let (nonce, sealed) = value.split_at(NONCE_BYTES);
-    let cipher = XChaCha20Poly1305::new(keys.control_key().into());
-    let plain = cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: DHT_ITEM_AAD,
-            },
-        )
-        .map_err(|_| DhtItemError::Decrypt)?;
+    let plain = sealed::open(keys, DHT_ITEM_AAD, value).ok_or(DhtItemError::Decrypt)?;
     Ok(SignedRecord::decode(&plain)?)
 }
 

@@ -12,8 +12,10 @@ pub mod filter;
 pub mod keys;
 pub mod messages;
 pub mod record;
+pub mod registry;
 pub mod relay;
 pub mod rendezvous;
+pub mod sealed;
 pub mod secret;
 
 pub use derive::MeshKeys;
