@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use crate::discovery::ControlSocket;
 use crate::discovery::control_socket::unix_now;
-use crate::discovery::gossip::{GossipConfig, GossipPolicy, pick_peer};
+use crate::mesh::gossip::{GossipConfig, GossipPolicy, pick_peer};
 
 /// Starts gossip on `socket` (abort the handle to stop it).
 pub fn spawn(socket: ControlSocket) -> JoinHandle<()> {

@@ -104,7 +104,7 @@ pub fn lacks_any(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::testrng::TestRng;
+    use crate::mesh::splitmix::SplitMix64 as TestRng;
     use crate::mesh::testkit::{address_check, key, record, sign};
     use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, StoreConfig};
     use std::collections::BTreeSet;

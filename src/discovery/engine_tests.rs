@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::discovery::exchange::ExchangeConfig;
-use crate::discovery::testrng::TestRng;
+use crate::mesh::splitmix::SplitMix64 as TestRng;
 use crate::mesh::testkit::{address_check, key, keys, record, sign};
 use crate::mesh::{PeerStore, StoreConfig};
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::discovery::testrng::TestRng;
+use crate::mesh::splitmix::SplitMix64 as TestRng;
 use crate::mesh::testkit::{key, record, sign};
 use crate::proto::exchange::Digest;
 

@@ -28,7 +28,6 @@ pub mod endpoint;
 pub mod engine;
 pub mod exchange;
 pub mod expiring;
-pub mod gossip;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
@@ -37,9 +36,6 @@ pub mod rendezvous;
 pub mod sim;
 pub mod stem;
 pub mod stun;
-
-#[cfg(test)]
-pub(crate) mod testrng;
 
 pub use contact::ResolveError;
 pub use control_socket::{

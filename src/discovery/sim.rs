@@ -31,8 +31,8 @@ use crate::proto::{
 
 use super::engine::{Effect, Engine, Lack, Local, RecordCheck};
 use super::exchange::{Exchange, ExchangeConfig, sealed_len};
-use super::gossip::{GossipConfig, GossipPolicy, pick_peer};
 use super::ratelimit::{RateLimitConfig, RateLimiter};
+use crate::mesh::gossip::{GossipConfig, GossipPolicy, pick_peer};
 
 /// The simulation's parameters.
 #[derive(Debug, Clone)]
@@ -167,32 +167,8 @@ impl std::fmt::Display for SimReport {
     }
 }
 
-/// SplitMix64, the simulation's only source of randomness.
-#[derive(Debug, Clone)]
-pub struct SimRng(u64);
-
-impl SimRng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-}
-
-impl RngCore for SimRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        crate::proto::filter::mix64(self.0)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        rand_core::impls::fill_bytes_via_next(self, dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
+/// The simulation's only source of randomness.
+pub type SimRng = crate::mesh::splitmix::SplitMix64;
 
 /// A signed record's bytes (body, signature) and what verifying them gave.
 type Verified = HashMap<(Vec<u8>, [u8; 64]), Result<NodeRecord, RecordError>>;

@@ -204,7 +204,7 @@ impl Sim<'_> {
 }
 
 fn run(keys: &[WgKey], seed: u64, privacy: bool) -> Outcome {
-    let mut rng = TestRng(seed);
+    let mut rng = TestRng::new(seed);
     let mut epoch_seed = [0u8; 32];
     rng.fill_bytes(&mut epoch_seed);
     let nodes = keys

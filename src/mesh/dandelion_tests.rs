@@ -1,30 +1,6 @@
-use rand_core::{RngCore, impls};
-
 use super::*;
 
-/// SplitMix64: a tiny deterministic generator for these tests and the simulation.
-#[derive(Debug, Clone)]
-pub(super) struct TestRng(pub(super) u64);
-
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        impls::fill_bytes_via_next(self, dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
+pub(super) use crate::mesh::splitmix::SplitMix64 as TestRng;
 
 fn k(n: u8) -> WgKey {
     [n; 32]
@@ -119,7 +95,7 @@ fn routing_is_fixed_per_predecessor_and_never_back_or_to_the_origin() {
 
 #[test]
 fn hop_four_always_fluffs_and_nine_in_ten_hops_forward() {
-    let mut rng = TestRng(1);
+    let mut rng = TestRng::new(1);
     for _ in 0..100 {
         assert_eq!(decide(MAX_HOP, Some(k(1)), &mut rng), StemStep::Fluff);
         assert_eq!(decide(1, None, &mut rng), StemStep::Fluff);
@@ -138,7 +114,7 @@ fn hop_four_always_fluffs_and_nine_in_ten_hops_forward() {
 #[test]
 fn a_forwarded_stem_is_fluffed_at_embargo_end_unless_it_came_back() {
     let routes = StemRoutes::new([3; 32], k(1), peers(6));
-    let mut rng = TestRng(5);
+    let mut rng = TestRng::new(5);
     let mut relay = StemRelay::default();
     // Find a seed that forwards (nine in ten do).
     let action = loop {
@@ -171,7 +147,7 @@ fn a_forwarded_stem_is_fluffed_at_embargo_end_unless_it_came_back() {
 #[test]
 fn own_known_looping_and_superseded_stems() {
     let routes = StemRoutes::new([3; 32], k(1), peers(6));
-    let mut rng = TestRng(9);
+    let mut rng = TestRng::new(9);
     let mut relay = StemRelay::default();
     assert_eq!(
         relay.on_stem(stem(1, 10, 2, 1), None, &routes, &mut rng, Millis(0)),
@@ -203,7 +179,7 @@ fn own_known_looping_and_superseded_stems() {
 #[test]
 fn embargo_state_is_bounded() {
     let routes = StemRoutes::new([3; 32], k(200), peers(100));
-    let mut rng = TestRng(2);
+    let mut rng = TestRng::new(2);
     let mut relay = StemRelay::default();
     for origin in 1..=100u8 {
         let _ = relay.on_stem(

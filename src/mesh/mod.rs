@@ -31,6 +31,7 @@ pub mod dandelion;
 pub mod dht_schedule;
 pub mod diff;
 pub mod events;
+pub mod gossip;
 pub mod handshake_order;
 pub mod health;
 pub mod nat;
@@ -42,6 +43,7 @@ pub mod punch;
 pub mod rank;
 pub mod relay;
 pub mod routes;
+pub mod splitmix;
 pub mod store;
 pub mod time;
 

@@ -1,4 +1,4 @@
-//! In-mesh gossip (`gossip`, `gossip-transitive`), the policy half, sans-IO: when the next
+//! In-mesh gossip (`gossip`, `gossip-transitive`): the policy, in the core, sans-IO: when the next
 //! anti-entropy round runs and with whom. A round is one peer exchange (hello / reply / records,
 //! PROTOCOL.md §8) with one random active peer over the tunnel, to its mesh address's control
 //! port. Every [`GossipConfig::every`] (10 s) normally; every [`GossipConfig::catch_up_every`]
@@ -7,7 +7,7 @@
 //! [`GossipConfig::patience`] rounds in a row brought nothing the interval doubles per
 //! fruitless round back to the normal one. Rounds are jittered so nodes
 //! started together do not stay in step. The daemon (`daemon::gossip_task`) and the
-//! simulation (`sim`) drive it with their clocks.
+//! simulation (`discovery::sim`) drive it with their clocks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -160,7 +160,7 @@ pub fn pick_peer(store: &PeerStore, now: Millis, rng: &mut dyn RngCore) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::testrng::TestRng;
+    use crate::mesh::splitmix::SplitMix64 as TestRng;
     use crate::mesh::testkit::{address_check, record};
     use crate::mesh::{DiscoveryMethod, PeerStore, PeerUpdate, StoreConfig};
 
