@@ -49,6 +49,9 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Sampling interval while traffic flows (a cut path is noticed within a second).
 const SAMPLE_EVERY_WITH_TRAFFIC: Duration = Duration::from_secs(1);
+/// After new peers reach the device, the device is sampled at the traffic rate this long
+/// (their first handshakes, the relay's, and the 10 s no-handshake rule are seen promptly).
+const FAST_SAMPLES_AFTER_NEW_PEERS: Duration = Duration::from_secs(12);
 /// How often the handshake monitor judges (the core's stale rules count judgements 20 s
 /// apart).
 const JUDGE_HANDSHAKES_EVERY: Duration = Duration::from_secs(20);
@@ -453,6 +456,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     // The first reconcile runs as the loop's first step, so a stop is seen even during it.
     let mut reconcile_due: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
     let mut cache_due: Option<tokio::time::Instant> = None;
+    let mut fast_samples_until: Option<tokio::time::Instant> = None;
 
     // Ready: the interface is up and the control socket listens.
     super::notify::ready(&format!("{iface} up, {} peers", store.len()));
@@ -554,6 +558,13 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     let at = tokio::time::Instant::now() + wait;
                     reconcile_due = Some(reconcile_due.map_or(at, |d| d.min(at)));
                 }
+                if !report.added.is_empty() {
+                    // New peers: judge their paths now and every second for a while (a pair
+                    // the NAT table sends to a relay is relayed as soon as the relay answers,
+                    // not at the next idle sample up to 5 s later).
+                    health_tick.reset_immediately();
+                    fast_samples_until = Some(tokio::time::Instant::now() + FAST_SAMPLES_AFTER_NEW_PEERS);
+                }
                 nudge_later(&store, &exchange, report.added);
                 publish_plan(&shared, &reconciler, &metrics);
                 probing = true;
@@ -593,7 +604,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                     }
                 }
                 probing = true;
-                if relaying.traffic_flowing() {
+                let settling = fast_samples_until.is_some_and(|t| tokio::time::Instant::now() < t);
+                if relaying.traffic_flowing() || settling {
                     health_tick.reset_after(SAMPLE_EVERY_WITH_TRAFFIC);
                 }
                 if relaying.take_new_suspects() {
@@ -601,7 +613,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 }
             }
             Some(ev) = rendezvous_rx.recv() => {
-                for (to, message) in punching.on_event(ev, local_plan.introducer, &store, now_millis()) {
+                for (to, message) in punching.on_event(ev, local_plan.introducer, facts.nat_type, &store, now_millis()) {
                     let _ = exchange.send_message(to, &message).await;
                 }
                 punch_due = Some(tokio::time::Instant::now());

@@ -10,10 +10,13 @@ use std::net::SocketAddr;
 
 use crate::discovery::rendezvous::RendezvousEvent;
 use crate::mesh::punch::schedule::HOLD_AFTER_PUNCH;
-use crate::mesh::punch::{Introductions, PunchScheduler, PunchSession, PunchStep, introducers_for};
+use crate::mesh::punch::{
+    Introductions, PunchScheduler, PunchSession, PunchStep, introducers_for, punch_role,
+};
 use crate::mesh::relay::INTRODUCER_FRESH_FOR;
 use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, WgKey, short_key};
 use crate::platform::DeviceState;
+use crate::proto::NatType;
 use crate::proto::messages::Message;
 use crate::proto::rendezvous::RendezvousOffer;
 
@@ -191,6 +194,7 @@ impl Punching {
         &mut self,
         ev: RendezvousEvent,
         local_is_introducer: bool,
+        local_nat: NatType,
         store: &PeerStore,
         now: Millis,
     ) -> Vec<(SocketAddr, Message)> {
@@ -219,19 +223,22 @@ impl Punching {
             }
             RendezvousEvent::Start { from, start, .. } => {
                 let introducer = store.get(&from).is_some_and(|e| e.record.introducer);
-                if !introducer || store.get(&start.peer).is_none() {
+                let Some(peer) = store.get(&start.peer).filter(|_| introducer) else {
                     return Vec::new();
-                }
+                };
                 let local = store.config().local_key.unwrap_or_default();
-                if let Some(s) = PunchSession::new(
+                let role = punch_role(local_nat, peer.record.nat_type);
+                let candidates = start.candidates;
+                tracing::debug!(peer = %short_key(&start.peer), introducer = %short_key(&from), ?role, ?candidates, "punch session scheduled");
+                if let Some(s) = PunchSession::with_role(
                     &local,
                     start.peer,
                     from,
-                    start.candidates,
+                    candidates,
                     Millis(start.start_at),
                     now,
+                    role,
                 ) {
-                    tracing::debug!(peer = %short_key(&start.peer), introducer = %short_key(&from), "punch session scheduled");
                     self.applied_step.remove(&start.peer);
                     self.sessions.insert(start.peer, s);
                 }

@@ -273,6 +273,11 @@ fn run(lab: &Lab) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let read_at = wgmesh_netns_tests::daemon::unix_now();
+    println!(
+        "    paths read at unix {read_at:.1} ({:.1} s after settling began)",
+        t_settle.elapsed().as_secs_f64()
+    );
     let mut cells: Vec<Cell> = firsts
         .iter()
         .map(|&(a, b, first_ping)| {
@@ -313,7 +318,13 @@ fn run(lab: &Lab) {
             failures.push(format!("{what}: no ping within {REACH_LIMIT:?}"));
         }
         if !path_ok(e, &c.path) {
-            failures.push(format!("{what}: path {:?}, required {e:?}", c.path));
+            // What the node says now (a late change shows as a different answer).
+            let now = peer_of(&nodes[c.from], &keys[c.to]);
+            failures.push(format!(
+                "{what}: path {:?} (read at unix {read_at:.1}), required {e:?}; now (unix {:.1}): {now}",
+                c.path,
+                wgmesh_netns_tests::daemon::unix_now()
+            ));
         }
     }
     if !failures.is_empty() {

@@ -11,4 +11,4 @@ pub mod session;
 pub use candidates::punch_candidates;
 pub use introduce::{Introductions, START_AHEAD};
 pub use schedule::{MAX_INTRODUCERS, PunchScheduler, introducers_for};
-pub use session::{PunchSession, PunchStep};
+pub use session::{PunchRole, PunchSession, PunchStep, punch_role};

@@ -6,12 +6,19 @@
 //! entry goes unanswered, and with both ends on the same boundaries that happened often (the
 //! NAT grid's full-cone <-> symmetric pair stayed relayed in about 1 run in 9). The session
 //! succeeds when a handshake newer than its start shows up.
+//!
+//! An end whose NAT lets anyone in (open, full-cone) facing a symmetric peer only listens
+//! ([`PunchRole::Listen`]): its shots could not reach the peer (a symmetric NAT's mapping
+//! toward us is unknown until the peer sends), while re-creating its entry could drop the
+//! peer's initiation arriving at that moment. It points its entry once and holds it for the
+//! length of a full session; WireGuard answers the peer's initiation wherever it comes from.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::mesh::WgKey;
 use crate::mesh::time::Millis;
+use crate::proto::NatType;
 
 /// Time given to each candidate.
 pub const STEP: Duration = Duration::from_secs(1);
@@ -21,6 +28,27 @@ pub const SHOTS: u32 = 2;
 pub const MAX_STEPS: usize = 6;
 /// A start further ahead than this is refused (a wrong clock or a hostile introducer).
 pub const MAX_START_AHEAD: Duration = Duration::from_secs(10);
+
+/// How this end takes part in a punch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunchRole {
+    /// Walk the candidates, re-creating the entry for each shot.
+    Shoot,
+    /// Point the entry once and hold it; the peer shoots.
+    Listen,
+}
+
+/// The role of an end behind `local` punching toward a peer behind `peer`: listen when
+/// anyone may reach this end (open, full-cone) and the peer's mapping is per destination
+/// (symmetric); shoot otherwise (both ends shoot when both could be reached, so a wrong
+/// classification on one side costs nothing).
+pub fn punch_role(local: NatType, peer: NatType) -> PunchRole {
+    if matches!(local, NatType::Open | NatType::FullCone) && peer == NatType::Symmetric {
+        PunchRole::Listen
+    } else {
+        PunchRole::Shoot
+    }
+}
 
 /// What the punch wants now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +75,7 @@ pub struct PunchSession {
     start_at: Millis,
     /// This end's shots are this much after the introducer's start (0 or a quarter step).
     offset: Duration,
+    role: PunchRole,
 }
 
 impl PunchSession {
@@ -59,6 +88,27 @@ impl PunchSession {
         candidates: Vec<SocketAddr>,
         start_at: Millis,
         now: Millis,
+    ) -> Option<Self> {
+        Self::with_role(
+            local,
+            peer,
+            introducer,
+            candidates,
+            start_at,
+            now,
+            PunchRole::Shoot,
+        )
+    }
+
+    /// [`PunchSession::new`] with a role from [`punch_role`].
+    pub fn with_role(
+        local: &WgKey,
+        peer: WgKey,
+        introducer: WgKey,
+        candidates: Vec<SocketAddr>,
+        start_at: Millis,
+        now: Millis,
+        role: PunchRole,
     ) -> Option<Self> {
         if candidates.is_empty() || start_at.since(now) > MAX_START_AHEAD {
             return None;
@@ -75,6 +125,7 @@ impl PunchSession {
             } else {
                 Duration::ZERO
             },
+            role,
         })
     }
 
@@ -90,6 +141,17 @@ impl PunchSession {
             return PunchStep::Wait;
         }
         let elapsed = now.since(first_shot).as_millis();
+        if self.role == PunchRole::Listen {
+            return if elapsed < (STEP * MAX_STEPS as u32).as_millis() {
+                PunchStep::Try {
+                    index: 0,
+                    shot: 0,
+                    addr: self.candidates[0],
+                }
+            } else {
+                PunchStep::Done
+            };
+        }
         let index = (elapsed / STEP.as_millis()) as usize;
         let shot = ((elapsed % STEP.as_millis()) / (STEP / SHOTS).as_millis()) as u32;
         match self.candidates.get(index) {
@@ -106,6 +168,9 @@ impl PunchSession {
     pub fn next_change(&self, now: Millis) -> Option<Millis> {
         match self.step(now) {
             PunchStep::Wait => Some(self.start_at + self.offset),
+            PunchStep::Try { .. } if self.role == PunchRole::Listen => {
+                Some(self.start_at + self.offset + STEP * MAX_STEPS as u32)
+            }
             PunchStep::Try { index, shot, .. } => Some(
                 self.start_at + self.offset + STEP * index as u32 + (STEP / SHOTS) * (shot + 1),
             ),
@@ -174,6 +239,45 @@ mod tests {
         assert_eq!(s.next_change(NOW + STEP * 4), None);
         assert!(!s.succeeded_by(Some(NOW)));
         assert!(s.succeeded_by(Some(NOW + STEP * 2)));
+    }
+
+    #[test]
+    fn an_end_anyone_can_reach_only_listens_to_a_symmetric_peer() {
+        use NatType::*;
+        assert_eq!(punch_role(FullCone, Symmetric), PunchRole::Listen);
+        assert_eq!(punch_role(Open, Symmetric), PunchRole::Listen);
+        for (l, p) in [
+            (Symmetric, FullCone),
+            (FullCone, PortRestrictedCone),
+            (FullCone, FullCone),
+            (PortRestrictedCone, Symmetric),
+            (Unknown, Symmetric),
+        ] {
+            assert_eq!(punch_role(l, p), PunchRole::Shoot, "{l:?} -> {p:?}");
+        }
+        let a = addrs(3);
+        let s = PunchSession::with_role(
+            &[1; 32],
+            [2; 32],
+            [9; 32],
+            a.clone(),
+            NOW,
+            NOW,
+            PunchRole::Listen,
+        )
+        .unwrap();
+        let held = PunchStep::Try {
+            index: 0,
+            shot: 0,
+            addr: a[0],
+        };
+        // One unchanging step (the entry is created once) for as long as a full session.
+        let end = NOW + STEP * MAX_STEPS as u32;
+        for t in [NOW, NOW + STEP / 2, NOW + STEP * 3, Millis(end.0 - 1)] {
+            assert_eq!(s.step(t), held);
+            assert_eq!(s.next_change(t), Some(end));
+        }
+        assert_eq!(s.step(end), PunchStep::Done);
     }
 
     #[test]
