@@ -32,6 +32,7 @@ pub mod gossip;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
+pub mod registry;
 pub mod relay_notice;
 pub mod rendezvous;
 pub mod sim;
