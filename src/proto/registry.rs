@@ -13,7 +13,7 @@
 //! Decoders check every length before allocating; nothing here touches the clock (callers
 //! pass `unix_secs`).
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 
