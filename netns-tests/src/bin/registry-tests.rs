@@ -8,7 +8,7 @@
 //! node backs off (no request while the `retry-after` runs) and publishes once it is lifted.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use wgmesh::proto::{MeshKeys, MeshSecret};
 use wgmesh_netns_tests::daemon::{Node, all_pairs_ping, new_secret_file, wait_until};
 use wgmesh_netns_tests::lab::{Lab, sh};
 use wgmesh_netns_tests::preflight;
+use wgmesh_netns_tests::registry::{Server, TestCert};
 use wgmesh_netns_tests::suite::{pass, run_suite};
 
 const REG_IP: &str = "10.82.9.10";
@@ -471,86 +472,39 @@ fn server_entries(ns: &str, keys: &MeshKeys, ca: &Path) -> usize {
         .len()
 }
 
-/// A self-signed certificate for the registry host's address (python3 `cryptography`).
-fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    const SCRIPT: &str = r#"
-import datetime, ipaddress, sys
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-ip, cert_path, key_path = sys.argv[1:4]
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wgmesh test registry")])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-    .public_key(key.public_key()).serial_number(x509.random_serial_number())
-    .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-    .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
-    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    .sign(key, hashes.SHA256()))
-open(cert_path, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
-open(key_path, "wb").write(key.private_bytes(serialization.Encoding.PEM,
-    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-"#;
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = Command::new("python3")
-        .args(["-c", SCRIPT, REG_IP])
-        .arg(&cert)
-        .arg(&key)
-        .output()
-        .unwrap_or_else(|e| panic!("python3: {e}"));
-    assert!(
-        out.status.success(),
-        "certificate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
+/// A self-signed (end-entity) certificate for the registry host's address, made with rcgen.
+fn make_cert(dir: &Path) -> TestCert {
+    let ck = rcgen::generate_simple_self_signed(vec![REG_IP.to_string()])
+        .unwrap_or_else(|e| panic!("rcgen: {e}"));
+    let cert_pem = dir.join("cert.pem");
+    let key_pem = dir.join("key.pem");
+    std::fs::write(&cert_pem, ck.cert.pem()).unwrap_or_else(|e| panic!("write cert: {e}"));
+    std::fs::write(&key_pem, ck.signing_key.serialize_pem())
+        .unwrap_or_else(|e| panic!("write key: {e}"));
+    TestCert {
+        cert_pem,
+        key_pem,
+        der: ck.cert.der().clone(),
+    }
 }
 
 fn self_hosted(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
     println!("== wgmesh registry serve (TLS, --registry-ca): the mesh forms through it alone");
     let dir = std::env::temp_dir().join(format!("{}-regserve", lab.id));
     std::fs::create_dir_all(dir.join("data")).unwrap_or_else(|e| panic!("mkdir: {e}"));
-    let (cert, key) = make_cert(&dir);
-    let bin = wgmesh_netns_tests::daemon::wgmesh_bin();
-    let server = spawn_in(
-        lab,
-        &sites.reg,
-        bin.to_str().unwrap_or("wgmesh"),
-        &[
-            "registry".into(),
-            "serve".into(),
-            "--listen".into(),
-            format!("{REG_IP}:{SERVER_PORT}"),
-            "--data".into(),
-            dir.join("data").display().to_string(),
-            "--tls-cert".into(),
-            cert.display().to_string(),
-            "--tls-key".into(),
-            key.display().to_string(),
-        ],
-        &dir.join("server.log"),
+    let tls = make_cert(&dir);
+    let cert = tls.cert_pem.clone();
+    let listen = format!("{REG_IP}:{SERVER_PORT}")
+        .parse()
+        .unwrap_or_else(|e| panic!("listen: {e}"));
+    let mut server = Server::new(
+        Some(sites.reg.clone()),
+        listen,
+        dir.join("data"),
+        dir.join("server.log"),
     );
+    server.start(lab, &tls, &[]);
     let probe = &sites.hosts[0];
-    wait_until(Duration::from_secs(10), || {
-        http(
-            probe,
-            "GET",
-            &format!("https://{REG_IP}:{SERVER_PORT}/"),
-            &[],
-            &[],
-            Some(&cert),
-        )
-        .0 != 0
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "the registry server did not start:\n{}",
-            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-        )
-    });
     let args = vec![
         "--registry".to_string(),
         format!("https://{REG_IP}:{SERVER_PORT}"),
@@ -603,6 +557,6 @@ fn self_hosted(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
     for n in nodes.iter_mut() {
         n.stop();
     }
-    kill(server);
+    server.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
