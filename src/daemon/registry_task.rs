@@ -156,10 +156,11 @@ impl Loop {
             }
             let now = now_millis();
             let seq = self.record_seq();
-            let wake = self.schedule.next_wake(seq).min(now.plus(TICK));
+            let due = self.schedule.next_wake(seq);
+            let wake = due.min(now.plus(TICK));
             self.with_report(|r| {
                 r.retry_in_secs = (self.schedule.failures() > 0)
-                    .then(|| wake.0.saturating_sub(now.0).div_ceil(1000));
+                    .then(|| due.0.saturating_sub(now.0).div_ceil(1000));
             });
             let sleep = Duration::from_millis(wake.0.saturating_sub(now.0));
             tokio::select! {

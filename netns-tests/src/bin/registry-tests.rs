@@ -381,33 +381,60 @@ fn github(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
         stopped_in.as_secs_f64()
     ));
 
-    println!("== rate-limited (429 + retry-after 15 s): the node backs off, then publishes");
+    rate_limited(lab, probe, keys, &mut nodes[2], &args, "secondary", 15);
+    nodes[2].stop();
+    rate_limited(lab, probe, keys, &mut nodes[2], &args, "primary", 10);
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    let (_, _, entries) = mesh_issue(probe, keys);
+    assert_eq!(entries, 0, "every node deleted its comment");
+    pass("all stopped: no entry comment left");
+    kill(standin);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With the stand-in refusing every request (`secondary`: 429 + retry-after; `primary`: 403
+/// with x-ratelimit-remaining 0 and a reset `secs` ahead), the stopped `node` starts: it
+/// backs off, sends nothing while the wait runs, and publishes once the limit is lifted.
+fn rate_limited(
+    lab: &Lab,
+    probe: &str,
+    keys: &MeshKeys,
+    node: &mut Node,
+    args: &[String],
+    kind: &str,
+    secs: u64,
+) {
+    println!("== rate-limited ({kind}, {secs} s): the node backs off, then publishes");
+    let refused_before = standin_state(probe)["limited"].as_u64().unwrap_or(0);
+    let switch = format!(r#"{{"on": true, "kind": "{kind}", "retry_after": {secs}}}"#);
     let (s, _) = http(
         probe,
         "POST",
         &standin_url("/_standin/rate-limit"),
-        br#"{"on": true, "kind": "secondary", "retry_after": 15}"#,
+        switch.as_bytes(),
         &[("content-type", "application/json".into())],
         None,
     );
     assert_eq!(s, 204);
     let limited_at = Instant::now();
-    nodes[2].start(lab, &args);
+    node.start(lab, args);
     wait_until(Duration::from_secs(10), || {
-        registry_block(&nodes[2])["state"] == "backing-off"
+        registry_block(node)["state"] == "backing-off"
     })
-    .unwrap_or_else(|| panic!("g3 did not back off: {}", registry_block(&nodes[2])));
-    let reg = registry_block(&nodes[2]);
+    .unwrap_or_else(|| panic!("{} did not back off: {}", node.name, registry_block(node)));
+    let reg = registry_block(node);
     let err = reg["last_error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("rate-limit"), "{reg}");
-    assert!(reg["retry_in_secs"].as_u64().unwrap_or(0) >= 5, "{reg}");
-    let refused_first = standin_state(probe)["limited"].as_u64().unwrap_or(0);
-    std::thread::sleep(Duration::from_secs(8));
-    let refused_later = standin_state(probe)["limited"].as_u64().unwrap_or(0);
-    assert_eq!(
-        refused_later, refused_first,
-        "no request while the retry-after runs"
+    assert!(
+        reg["retry_in_secs"].as_u64().unwrap_or(0) >= secs / 2,
+        "{reg}"
     );
+    let refused = standin_state(probe)["limited"].as_u64().unwrap_or(0) - refused_before;
+    std::thread::sleep(Duration::from_secs(secs / 2));
+    let refused_later = standin_state(probe)["limited"].as_u64().unwrap_or(0) - refused_before;
+    assert_eq!(refused_later, refused, "no request while the wait runs");
     let (s, _) = http(
         probe,
         "POST",
@@ -420,32 +447,26 @@ fn github(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
     let back = wait_until(Duration::from_secs(40), || mesh_issue(probe, keys).2 == 3)
         .unwrap_or_else(|| {
             panic!(
-                "g3 did not publish after the limit: {}",
-                nodes[2].log_tail(20)
+                "{} did not publish after the limit: {}",
+                node.name,
+                node.log_tail(20)
             )
         });
-    // The stand-in's retry-after counts down from the switch (whole seconds).
+    // The stand-in's wait counts down from the switch (whole seconds).
     assert!(
-        limited_at.elapsed() >= Duration::from_secs(14),
-        "published before the retry-after ran out"
+        limited_at.elapsed() >= Duration::from_secs(secs - 1),
+        "published before the wait ran out"
     );
-    let counted = nodes[2].metric_with(
+    let counted = node.metric_with(
         "wgmesh_registry_requests_total",
         &format!("op=\"publish\",registry=\"github:{REPO}\",result=\"rate-limited\""),
     );
     assert!(counted >= 1.0, "the metric counts the refusal");
     pass(&format!(
-        "g3 backed off ({refused_first} request(s) refused, none during the retry-after: {err:?}) and published {:.1} s after the limit was lifted",
+        "{} backed off ({refused} request(s) refused, none while waiting: {err:?}) and published {:.1} s after the limit was lifted",
+        node.name,
         back.as_secs_f64()
     ));
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    let (_, _, entries) = mesh_issue(probe, keys);
-    assert_eq!(entries, 0, "every node deleted its comment");
-    pass("all stopped: no entry comment left");
-    kill(standin);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------- self-hosted server
