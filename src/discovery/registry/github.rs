@@ -120,6 +120,55 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// What one answer says about GitHub's rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateVerdict {
+    /// No request before this unix second (the limit is used up, or the answer said wait).
+    pub hold_until: Option<u64>,
+    /// The answer was a rate-limit refusal; wait this long.
+    pub limited: Option<Duration>,
+}
+
+/// Reads an answer's `status`, `x-ratelimit-remaining`, `x-ratelimit-reset` (unix seconds),
+/// `retry-after` and body text at unix second `now`: an exhausted limit holds every request
+/// until the reset (at most an hour, at least a second); a 403/429 refusal with `retry-after`,
+/// an exhausted limit or "rate limit" in its message is a rate limit (GitHub's advice without
+/// a header: wait a minute).
+pub fn rate_verdict(
+    status: u16,
+    remaining: Option<u64>,
+    reset: Option<u64>,
+    retry_after: Option<Duration>,
+    body: &str,
+    now: u64,
+) -> RateVerdict {
+    let exhausted_until = match (remaining, reset) {
+        (Some(0), Some(r)) => Some(r.clamp(now + 1, now + 3600)),
+        (Some(0), None) => Some(now + SECONDARY_LIMIT_WAIT.as_secs()),
+        _ => None,
+    };
+    let refused = matches!(status, 403 | 429);
+    let limited = if !refused {
+        None
+    } else if let Some(w) = retry_after {
+        Some(w)
+    } else if let Some(u) = exhausted_until {
+        Some(Duration::from_secs(u - now))
+    } else if status == 429 || body.to_ascii_lowercase().contains("rate limit") {
+        Some(SECONDARY_LIMIT_WAIT)
+    } else {
+        None
+    };
+    let hold_until = match (exhausted_until, limited) {
+        (e, Some(w)) => Some(e.unwrap_or(0).max(now + w.as_secs())),
+        (e, None) => e,
+    };
+    RateVerdict {
+        hold_until,
+        limited,
+    }
+}
+
 /// What the backend remembers between calls.
 #[derive(Default)]
 struct State {
@@ -200,37 +249,25 @@ impl GitHubRegistry {
         };
         let remaining = header_u64("x-ratelimit-remaining");
         let reset = header_u64("x-ratelimit-reset");
-        let exhausted_until = match (remaining, reset) {
-            (Some(0), Some(r)) => Some(r.clamp(now + 1, now + 3600)),
-            (Some(0), None) => Some(now + SECONDARY_LIMIT_WAIT.as_secs()),
-            _ => None,
-        };
-        if exhausted_until.is_some() {
-            state.hold_until = exhausted_until;
-        }
         let status = resp.status();
-        if status.is_success() || accept.contains(&status) {
+        let wait = retry_after(resp.headers());
+        let ok = status.is_success() || accept.contains(&status);
+        if ok {
+            let v = rate_verdict(status.as_u16(), remaining, reset, wait, "", now);
+            if v.hold_until.is_some() {
+                state.hold_until = v.hold_until;
+            }
             return Ok(resp);
         }
-        let wait = retry_after(resp.headers());
         let text = snippet(&read_limited(resp, 4096).await.unwrap_or_default());
-        let limited = wait.is_some() || exhausted_until.is_some();
+        let v = rate_verdict(status.as_u16(), remaining, reset, wait, &text, now);
+        if v.hold_until.is_some() {
+            state.hold_until = v.hold_until;
+        }
         Err(match status {
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if limited => {
-                let retry_after = wait.or(exhausted_until.map(|u| Duration::from_secs(u - now)));
-                if let Some(w) = retry_after {
-                    state.hold_until = Some(state.hold_until.unwrap_or(0).max(now + w.as_secs()));
-                }
-                RegistryClientError::RateLimited { retry_after }
-            }
-            StatusCode::TOO_MANY_REQUESTS => RegistryClientError::RateLimited {
-                retry_after: Some(SECONDARY_LIMIT_WAIT),
+            _ if v.limited.is_some() => RegistryClientError::RateLimited {
+                retry_after: v.limited,
             },
-            StatusCode::FORBIDDEN if text.to_ascii_lowercase().contains("rate limit") => {
-                RegistryClientError::RateLimited {
-                    retry_after: Some(SECONDARY_LIMIT_WAIT),
-                }
-            }
             StatusCode::UNAUTHORIZED => RegistryClientError::Unauthorized(format!(
                 "{text}; the GitHub token is wrong or expired"
             )),

@@ -178,3 +178,105 @@ fn a_record_signed_for_another_mesh_is_refused_even_if_sealed_here() {
         Err(EntryError::Record(_))
     ));
 }
+
+#[test]
+fn github_rate_limits_hold_requests_and_become_back_offs() {
+    use super::github::{RateVerdict, rate_verdict};
+    let now = 1_000_000;
+    let s = Duration::from_secs;
+    // Plenty left: nothing held.
+    assert_eq!(
+        rate_verdict(200, Some(4999), Some(now + 3000), None, "", now),
+        RateVerdict::default()
+    );
+    // The last allowed request succeeded: hold until the reset (at most an hour).
+    assert_eq!(
+        rate_verdict(200, Some(0), Some(now + 120), None, "", now).hold_until,
+        Some(now + 120)
+    );
+    assert_eq!(
+        rate_verdict(200, Some(0), Some(now + 99_999), None, "", now).hold_until,
+        Some(now + 3600)
+    );
+    // Primary limit: 403 with remaining 0 waits for the reset.
+    let v = rate_verdict(
+        403,
+        Some(0),
+        Some(now + 40),
+        None,
+        "API rate limit exceeded",
+        now,
+    );
+    assert_eq!(v.limited, Some(s(40)));
+    assert_eq!(v.hold_until, Some(now + 40));
+    // Secondary limit: retry-after wins, 429 without one waits a minute, and so does a 403
+    // whose message says so.
+    let v = rate_verdict(429, Some(10), None, Some(s(15)), "", now);
+    assert_eq!((v.limited, v.hold_until), (Some(s(15)), Some(now + 15)));
+    assert_eq!(
+        rate_verdict(429, None, None, None, "", now).limited,
+        Some(s(60))
+    );
+    assert_eq!(
+        rate_verdict(
+            403,
+            Some(5),
+            None,
+            None,
+            "You have exceeded a secondary rate limit",
+            now
+        )
+        .limited,
+        Some(s(60))
+    );
+    // A plain 403 (no permission) is no rate limit; neither is a 500 with a retry-after.
+    assert_eq!(
+        rate_verdict(
+            403,
+            Some(5),
+            None,
+            None,
+            "Resource not accessible by integration",
+            now
+        ),
+        RateVerdict::default()
+    );
+    assert_eq!(
+        rate_verdict(500, Some(5), None, Some(s(3)), "", now).limited,
+        None
+    );
+}
+
+#[test]
+fn the_github_token_comes_from_the_file_then_the_credential_then_the_environment() {
+    use super::github::token;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tok");
+    std::fs::write(&file, "ghp_file\n").unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("github-token"), "ghp_cred").unwrap();
+    let mut access = RegistryAccess {
+        token_file: Some(file.clone()),
+        credentials_dir: Some(creds.clone()),
+        env_token: Some("ghp_env".into()),
+        ..Default::default()
+    };
+    assert_eq!(token(&access).unwrap().as_str(), "ghp_file");
+    access.token_file = None;
+    assert_eq!(token(&access).unwrap().as_str(), "ghp_cred");
+    access.credentials_dir = Some(dir.path().join("none"));
+    assert_eq!(token(&access).unwrap().as_str(), "ghp_env");
+    access.env_token = None;
+    let err = token(&access).unwrap_err().to_string();
+    assert!(
+        err.contains("GITHUB_TOKEN") && err.contains("--registry-token-file"),
+        "{err}"
+    );
+    std::fs::write(&file, "two words\n").unwrap();
+    access.token_file = Some(file);
+    assert!(matches!(
+        token(&access),
+        Err(RegistryClientError::TokenFile { .. })
+    ));
+}
