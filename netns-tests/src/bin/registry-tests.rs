@@ -166,6 +166,7 @@ fn run(lab: &Lab) {
     let text = std::fs::read_to_string(&secret).unwrap_or_default();
     let keys =
         MeshKeys::derive(&MeshSecret::parse(text.trim()).unwrap_or_else(|e| panic!("secret: {e}")));
+    misconfigured(lab, &sites, &secret);
     github(lab, &sites, &secret, &keys);
     self_hosted(lab, &sites, &secret, &keys);
     let _ = std::fs::remove_file(&secret);
@@ -466,6 +467,45 @@ fn rate_limited(
         "{} backed off ({refused} request(s) refused, none while waiting: {err:?}) and published {:.1} s after the limit was lifted",
         node.name,
         back.as_secs_f64()
+    ));
+}
+
+/// A malformed `--registry` stops `wgmesh up` with a message saying what is expected; a
+/// GitHub registry without a token leaves the node running, the registry marked unusable.
+fn misconfigured(lab: &Lab, sites: &Sites, secret: &Path) {
+    println!("== misconfiguration: a bad --registry, a GitHub registry without a token");
+    let out = Command::new(wgmesh_netns_tests::daemon::wgmesh_bin())
+        .args(["up", "--registry", "registry.example:8443", "--secret-file"])
+        .arg(secret)
+        .output()
+        .unwrap_or_else(|e| panic!("wgmesh up: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "wgmesh up accepted a bad --registry");
+    assert!(
+        err.contains("github:OWNER/REPO") && err.contains("https://"),
+        "{err}"
+    );
+    let mut n = Node::new(
+        lab,
+        "t1",
+        sites.hosts[0].clone(),
+        std::net::IpAddr::from([10, 82, 1, 10]),
+        secret,
+        9630,
+    );
+    n.env = vec![
+        ("GITHUB_TOKEN".into(), String::new()),
+        ("CREDENTIALS_DIRECTORY".into(), String::new()),
+    ];
+    n.start(lab, &["--registry".into(), format!("github:{REPO}")]);
+    let reg = registry_block(&n);
+    assert_eq!(reg["state"], "unusable", "{reg}");
+    let last = reg["last_error"].as_str().unwrap_or_default();
+    assert!(last.contains("GITHUB_TOKEN"), "{reg}");
+    n.stop();
+    pass(&format!(
+        "a bad --registry is refused ({}); without a token the node runs, registry unusable",
+        err.lines().next().unwrap_or_default().trim()
     ));
 }
 

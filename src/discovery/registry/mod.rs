@@ -118,7 +118,9 @@ impl RegistryAccess {
         Self {
             token_file,
             ca_file,
-            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
             env_token: std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()),
             github_api: std::env::var("WGMESH_GITHUB_API")
                 .ok()
