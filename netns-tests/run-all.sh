@@ -70,6 +70,8 @@ step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon beh
 target/debug/nat-tests
 step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"
 target/debug/dht-tests
+step "registry tests: three routed sites meet only through a registry, the GitHub stand-in and wgmesh registry serve over TLS; clean stop deletes the entry; rate-limit back-off (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
+target/debug/registry-tests
 step "NAT grid: every pair of NAT sites (cone, full-cone, symmetric, same LAN, public) meets through the DHT + an introducer: reachable within 30 s, required paths (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 target/debug/nat-grid
 step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"

@@ -15,4 +15,5 @@ pub mod identity;
 pub mod mesh;
 pub mod platform;
 pub mod proto;
+pub mod registry_server;
 pub mod service;

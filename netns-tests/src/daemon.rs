@@ -149,6 +149,8 @@ pub struct Node {
     pub lan: IpAddr,
     pub pid: Option<u32>,
     pub extra_args: Vec<String>,
+    /// Environment variables added to the daemon's.
+    pub env: Vec<(String, String)>,
     pub metrics_port: u16,
 }
 
@@ -175,6 +177,7 @@ impl Node {
             lan,
             pid: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
             metrics_port,
         }
     }
@@ -238,6 +241,7 @@ impl Node {
                     .any(|a| a.starts_with("--stun")))
                 .then_some("--no-stun"),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);

@@ -14,4 +14,5 @@ pub mod lab;
 pub mod nat;
 pub mod nsexec;
 pub mod preflight;
+pub mod registry;
 pub mod suite;

@@ -3,6 +3,7 @@
 
 pub mod identity_cmd;
 pub mod netcheck_cmd;
+pub mod registry_cmd;
 pub mod secret_cmd;
 pub mod service_cmd;
 pub mod show_cmd;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Check this host's NAT and connectivity with STUN (no daemon needed): public addresses,
     /// mapping and filtering behaviour, per-server latency.
     Netcheck(netcheck_cmd::NetcheckArgs),
+    /// Run a self-hosted registry server, or print a mesh's verifier for one.
+    #[command(subcommand)]
+    Registry(registry_cmd::RegistryCommand),
     /// Install and start the systemd instance wgmesh@IFACE (unit, secret as a credential,
     /// config) on a machine without the package; root only.
     InstallService(service_cmd::InstallArgs),
@@ -69,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(cmd) => secret_cmd::run(cmd),
         Command::Identity(args) => identity_cmd::run(args),
         Command::Netcheck(args) => netcheck_cmd::run(args),
+        Command::Registry(cmd) => registry_cmd::run(cmd),
         Command::InstallService(args) => service_cmd::install(args),
         Command::UninstallService(args) => service_cmd::uninstall(args),
     }

@@ -137,6 +137,21 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Fetches of quiet peers' BEP 44 items, by result (newer, unchanged, none, invalid, error).",
     ),
+    (
+        "wgmesh_registry_requests_total",
+        Kind::Counter,
+        "Registry requests by registry, operation (publish, list, delete) and result (ok, error, rate-limited).",
+    ),
+    (
+        "wgmesh_registry_records_learned_total",
+        Kind::Counter,
+        "New or newer peer records learned from a registry's entries, by registry.",
+    ),
+    (
+        "wgmesh_registry_last_success_seconds",
+        Kind::Gauge,
+        "Unix time of the last successful request to a registry, by registry.",
+    ),
 ];
 
 type Labels = Vec<(String, String)>;

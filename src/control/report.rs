@@ -115,6 +115,30 @@ pub struct DhtReport {
     pub last_lookup: Option<u64>,
 }
 
+/// One `--registry` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RegistryReport {
+    /// The registry as configured: `https://host:port` or `github:OWNER/REPO`.
+    pub registry: String,
+    /// "starting", "ok", "backing-off" or "unusable" (it could not be set up).
+    pub state: String,
+    /// Unix seconds of the last request that succeeded.
+    pub last_success: Option<u64>,
+    /// The last error, and when (unix seconds); kept after a later success.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<u64>,
+    /// Seconds until the next try while backing off.
+    pub retry_in_secs: Option<u64>,
+    /// Sequence of this node's entry last published.
+    pub published_sequence: Option<u64>,
+    pub publishes: u64,
+    pub fetches: u64,
+    /// Entries in the last list (this node's included), and records learned from lists
+    /// that were new or newer.
+    pub entries_seen: usize,
+    pub records_learned: u64,
+}
+
 /// Everything `wgmesh show` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ShowReport {
@@ -123,4 +147,7 @@ pub struct ShowReport {
     /// The DHT block; null when the DHT is off.
     #[serde(default)]
     pub dht: Option<DhtReport>,
+    /// One block per `--registry` (empty without).
+    #[serde(default)]
+    pub registries: Vec<RegistryReport>,
 }

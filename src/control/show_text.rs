@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{DhtReport, PeerReport, ShowReport};
+use super::report::{DhtReport, PeerReport, RegistryReport, ShowReport};
 
 /// `wg`'s duration wording: "1 day, 2 hours, 5 seconds".
 pub fn pretty_duration(mut secs: u64) -> String {
@@ -166,6 +166,31 @@ fn dht_lines(out: &mut String, d: &DhtReport) {
     );
 }
 
+fn registry_lines(out: &mut String, r: &RegistryReport, now_unix: u64) {
+    let mut line = format!("  registry {}: {}", r.registry, r.state);
+    if let Some(s) = r.retry_in_secs {
+        let _ = write!(line, ", retry in {}", pretty_duration(s));
+    }
+    match r.last_success {
+        Some(t) => {
+            let _ = write!(line, ", last success {}", ago(now_unix, t));
+        }
+        None => line.push_str(", no success yet"),
+    }
+    let _ = write!(
+        line,
+        "; {} entries, {} records learned",
+        r.entries_seen, r.records_learned
+    );
+    let _ = writeln!(out, "{line}");
+    if let Some(e) = &r.last_error {
+        let when = r
+            .last_error_at
+            .map_or(String::new(), |t| format!(" ({})", ago(now_unix, t)));
+        let _ = writeln!(out, "  registry {} last error{when}: {e}", r.registry);
+    }
+}
+
 /// Renders the report; `now_unix` makes "N seconds ago" testable.
 pub fn render(report: &ShowReport, now_unix: u64) -> String {
     let i = &report.interface;
@@ -206,6 +231,9 @@ pub fn render(report: &ShowReport, now_unix: u64) -> String {
     );
     if let Some(d) = &report.dht {
         dht_lines(&mut out, d);
+    }
+    for r in &report.registries {
+        registry_lines(&mut out, r, now_unix);
     }
     for p in &report.peers {
         out.push('\n');
@@ -323,6 +351,17 @@ mod tests {
                 items_stored: 1,
                 ..Default::default()
             }),
+            registries: vec![RegistryReport {
+                registry: "github:acme/reg".into(),
+                state: "backing-off".into(),
+                last_success: Some(940),
+                last_error: Some("rate-limited".into()),
+                last_error_at: Some(990),
+                retry_in_secs: Some(50),
+                entries_seen: 3,
+                records_learned: 2,
+                ..Default::default()
+            }],
         };
         let text = render(&report, 1000);
         for want in [
@@ -339,6 +378,8 @@ mod tests {
             "dht: ready (bootstrap: configured), 8 nodes",
             "dht lookups: 4 (2 announces), 6 addresses found, 2 greeted",
             "dht item: sequence 77, stored 1 times; 0 fetched, 0 newer",
+            "registry github:acme/reg: backing-off, retry in 50 seconds, last success 1 minute ago; 3 entries, 2 records learned",
+            "registry github:acme/reg last error (10 seconds ago): rate-limited",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -11,6 +11,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 
 use super::secret_source::SecretArgs;
+use crate::discovery::registry::{RegistryUrl, RegistryUrlError};
 use crate::mesh::RoutePolicy;
 use crate::platform::BackendChoice;
 
@@ -119,6 +120,19 @@ pub struct UpArgs {
     /// Most peers the store accepts (flood protection) [default: 1000].
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
+    /// A registry to publish this node's sealed record to and read the others' from
+    /// (repeatable): https://HOST[:PORT] (a `wgmesh registry serve` server; http:// too) or
+    /// github:OWNER/REPO (an issue in that repository, token from --registry-token-file, the
+    /// systemd credential github-token, or GITHUB_TOKEN).
+    #[arg(long, value_name = "URL")]
+    pub registry: Vec<String>,
+    /// PEM certificate(s) to trust for https registries, in addition to the system's (a
+    /// self-signed `wgmesh registry serve`).
+    #[arg(long, value_name = "PEM")]
+    pub registry_ca: Option<PathBuf>,
+    /// File holding the GitHub token for github: registries.
+    #[arg(long, value_name = "PATH")]
+    pub registry_token_file: Option<PathBuf>,
 }
 
 /// The config file: the same names as the flags (kebab-case). Unknown keys are errors.
@@ -151,6 +165,9 @@ pub struct ConfigFile {
     pub log_format: Option<String>,
     pub keep_interface: Option<bool>,
     pub max_peers: Option<usize>,
+    pub registry: Option<Vec<String>>,
+    pub registry_ca: Option<PathBuf>,
+    pub registry_token_file: Option<PathBuf>,
 }
 
 /// `accept-routes` in the file: a word ("all"/"none") or a list of CIDRs.
@@ -198,6 +215,10 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     pub keep_interface: bool,
     pub max_peers: usize,
+    /// `--registry` (empty: no registry).
+    pub registries: Vec<RegistryUrl>,
+    pub registry_ca: Option<PathBuf>,
+    pub registry_token_file: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used.
@@ -230,6 +251,8 @@ pub enum ConfigError {
     RouteHostBits(IpNet, IpNet),
     #[error("--max-peers must be at least 1")]
     MaxPeers,
+    #[error(transparent)]
+    Registry(#[from] RegistryUrlError),
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
@@ -354,6 +377,14 @@ impl DaemonConfig {
         if secret.secret_file.is_none() {
             secret.secret_file = file.secret_file.clone();
         }
+        let registries = if args.registry.is_empty() {
+            file.registry.clone().unwrap_or_default()
+        } else {
+            args.registry.clone()
+        }
+        .iter()
+        .map(|r| RegistryUrl::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
         let flag = |a: bool, f: Option<bool>| a || f.unwrap_or(false);
         Ok(Self {
             config_path: args.config.clone(),
@@ -407,6 +438,15 @@ impl DaemonConfig {
             log_format,
             keep_interface: flag(args.keep_interface, file.keep_interface),
             max_peers,
+            registries,
+            registry_ca: args
+                .registry_ca
+                .clone()
+                .or_else(|| file.registry_ca.clone()),
+            registry_token_file: args
+                .registry_token_file
+                .clone()
+                .or_else(|| file.registry_token_file.clone()),
         })
     }
 
@@ -467,6 +507,13 @@ impl DaemonConfig {
         note(self.metrics != new.metrics, "metrics", false);
         note(self.log_format != new.log_format, "log-format", false);
         note(self.max_peers != new.max_peers, "max-peers", false);
+        note(self.registries != new.registries, "registry", false);
+        note(self.registry_ca != new.registry_ca, "registry-ca", false);
+        note(
+            self.registry_token_file != new.registry_token_file,
+            "registry-token-file",
+            false,
+        );
         ReloadChanges { live, restart }
     }
 }
@@ -606,6 +653,50 @@ mod tests {
         let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
         assert_eq!(c.dht_bootstrap, ["192.0.2.30:6881"]);
         assert!(!c.no_dht);
+    }
+
+    #[test]
+    fn registries_are_repeatable_parsed_and_read_from_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            up: UpArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "up",
+            "--registry",
+            "https://reg.example:8443",
+            "--registry=github:acme/mesh",
+            "--registry-ca",
+            "/etc/wgmesh/ca.pem",
+        ])
+        .unwrap();
+        let c = DaemonConfig::resolve(&cli.up, &ConfigFile::default(), None, None).unwrap();
+        assert_eq!(
+            c.registries,
+            [
+                RegistryUrl::Http("https://reg.example:8443".into()),
+                RegistryUrl::GitHub {
+                    owner: "acme".into(),
+                    repo: "mesh".into()
+                }
+            ]
+        );
+        assert_eq!(c.registry_ca, Some(PathBuf::from("/etc/wgmesh/ca.pem")));
+        let f =
+            file("registry = [\"github:acme/other\"]\nregistry-token-file = \"/etc/wgmesh/gh\"\n");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.registries.len(), 1);
+        assert_eq!(c.registry_token_file, Some(PathBuf::from("/etc/wgmesh/gh")));
+        let bad = UpArgs {
+            registry: vec!["reg.example:8443".into()],
+            ..Default::default()
+        };
+        let err = DaemonConfig::resolve(&bad, &ConfigFile::default(), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("github:OWNER/REPO"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub fn print_device(iface: &str, json: bool) -> anyhow::Result<()> {
         },
         peers,
         dht: None,
+        registries: Vec::new(),
     };
     Ok(print_report(&report, json)?)
 }

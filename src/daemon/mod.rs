@@ -16,6 +16,7 @@ pub mod privileges;
 pub mod probes;
 pub mod punching;
 pub mod reconcile;
+pub mod registry_task;
 pub mod relaying;
 pub mod secret_source;
 pub mod show;

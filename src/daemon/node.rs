@@ -119,6 +119,7 @@ struct Shared {
     view: Mutex<View>,
     dead_after: Duration,
     dht: Mutex<Option<Arc<super::dht_task::DhtHandle>>>,
+    registry: Mutex<Option<Arc<super::registry_task::RegistryHandle>>>,
 }
 
 impl ControlHandler for Shared {
@@ -151,6 +152,7 @@ impl ControlHandler for Shared {
                         dead_after: self.dead_after,
                     });
                     report.dht = dht;
+                    report.registries = lock_report(&self.registry, |r| r.report());
                     Response::Show(Box::new(report))
                 }
             }
@@ -269,6 +271,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         view: Mutex::new(View::default()),
         dead_after: StoreConfig::default().dead_after,
         dht: Mutex::new(None),
+        registry: Mutex::new(None),
     });
     let control = ControlServer::bind(&socket_path(&config.runtime_dir, &iface)).await?;
     let control_task = tokio::spawn(control.serve(shared.clone()));
@@ -340,6 +343,18 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         ))
     });
     *shared.dht.lock().unwrap_or_else(|p| p.into_inner()) = dht.clone();
+    // Registry discovery (`--registry`; one loop per registry).
+    let registry = super::registry_task::start_for(
+        &config,
+        &keys,
+        &identity,
+        &store,
+        &exchange,
+        &metrics,
+        record_tx.subscribe(),
+    )
+    .map(Arc::new);
+    *shared.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry.clone();
     let publisher = super::privacy::RecordPublisher::start(
         record_tx,
         config.privacy,
@@ -711,6 +726,14 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             .send_goodbye(&goodbye, &exchange.goodbye_targets())
             .await;
         tracing::info!(peers = told, "said goodbye");
+        shared
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let registry_stop = registry
+            .and_then(Arc::into_inner)
+            .map(|r| tokio::spawn(r.stop()));
         gossip_task.abort();
         exchange_tasks.stop().await;
         if let Some(t) = lan_task {
@@ -719,6 +742,9 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         shared.dht.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(d) = dht.and_then(Arc::into_inner) {
             d.stop().await;
+        }
+        if let Some(t) = registry_stop {
+            let _ = t.await;
         }
         save_cache_now(&cache_file, &store);
         reconciler.teardown().await;
@@ -740,6 +766,14 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `show` reads from an optional task handle.
+fn lock_report<H, R: Default>(h: &Mutex<Option<Arc<H>>>, f: impl FnOnce(&H) -> R) -> R {
+    h.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or_else(R::default, |h| f(h))
 }
 
 /// Runs `fut` unless a stop is (or becomes) requested; `None` when stopped.

@@ -112,5 +112,6 @@ pub fn build_report(i: ShowInputs<'_>) -> ShowReport {
         interface,
         peers,
         dht: None,
+        registries: Vec::new(),
     }
 }

@@ -31,6 +31,7 @@ pub mod expiring;
 mod inbound;
 pub mod lan;
 pub mod ratelimit;
+pub mod registry;
 pub mod relay_notice;
 pub mod rendezvous;
 pub mod sim;

@@ -41,6 +41,7 @@ pub mod plan;
 pub mod pull;
 pub mod punch;
 pub mod rank;
+pub mod registry_schedule;
 pub mod relay;
 pub mod routes;
 pub mod splitmix;
