@@ -53,9 +53,12 @@ impl Punching {
     /// Takes one device sample; ends the sessions it shows succeeded (recording the endpoint
     /// in the store as `dht-rendezvous`). Returns whether the overrides changed.
     pub fn observe_device(&mut self, state: &DeviceState, store: &PeerStore, now: Millis) -> bool {
+        // Only an entry that completed a handshake shows where the peer's packets come from;
+        // before that its endpoint is merely what this node configured.
         self.seen = state
             .peers
             .iter()
+            .filter(|p| super::local::handshake_at(p).is_some())
             .filter_map(|p| Some((p.config.public_key, p.config.endpoint?)))
             .collect();
         self.handshakes = state

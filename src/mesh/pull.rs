@@ -2,15 +2,19 @@
 //! mesh address; its reply's digests name the peers this node lacks). A node learns most peers
 //! when it greets someone, but nobody can greet a node behind an endpoint-dependent
 //! (symmetric) or filtering NAT: a peer that joined after this node's greetings would stay
-//! unknown to it. Introducers hear from everyone, so asking them is enough: 5 s after start,
-//! then doubling up to once a minute. Pure: the daemon asks `due` with its clock.
+//! unknown to it. Introducers hear from everyone, so asking them is enough: 2 s after start,
+//! then 1 s later and doubling up to once a minute (pulls at 2, 3, 5, 9, 17, 33 s …: nodes
+//! started together reach the introducer within a few seconds, and two symmetric nodes can only
+//! meet there). Pure: the daemon asks `due` with its clock.
 
 use std::time::Duration;
 
 use super::time::Millis;
 
 /// The first pull comes this long after start …
-pub const PULL_FIRST: Duration = Duration::from_secs(5);
+pub const PULL_FIRST: Duration = Duration::from_secs(2);
+/// … the second this long after the first …
+pub const PULL_SECOND_GAP: Duration = Duration::from_secs(1);
 /// … then the gap doubles up to this.
 pub const PULL_MAX: Duration = Duration::from_secs(60);
 
@@ -33,8 +37,8 @@ impl IntroducerPull {
             return false;
         }
         self.rounds = self.rounds.saturating_add(1);
-        let gap = PULL_FIRST
-            .saturating_mul(1u32 << self.rounds.min(16))
+        let gap = PULL_SECOND_GAP
+            .saturating_mul(1u32 << (self.rounds - 1).min(16))
             .min(PULL_MAX);
         self.next = Some(now.plus(gap));
         true
@@ -46,14 +50,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn five_seconds_after_start_then_doubling_to_a_minute() {
+    fn two_seconds_after_start_then_from_one_second_doubling_to_a_minute() {
         let t0 = Millis(1_000_000);
         let at = |s: u64| t0.plus(Duration::from_secs(s));
         let mut p = IntroducerPull::default();
         assert!(!p.due(t0));
-        assert!(!p.due(at(4)));
-        let mut t = 5;
-        for gap in [10, 20, 40, 60, 60] {
+        assert!(!p.due(at(1)));
+        let mut t = 2;
+        for gap in [1, 2, 4, 8, 16, 32, 60, 60] {
             assert!(p.due(at(t)), "due at {t}");
             assert!(!p.due(at(t + gap - 1)), "not before {}", t + gap);
             t += gap;

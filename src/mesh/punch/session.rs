@@ -10,8 +10,10 @@
 //! An end whose NAT lets anyone in (open, full-cone) facing a symmetric peer only listens
 //! ([`PunchRole::Listen`]): its shots could not reach the peer (a symmetric NAT's mapping
 //! toward us is unknown until the peer sends), while re-creating its entry could drop the
-//! peer's initiation arriving at that moment. It points its entry once and holds it for the
-//! length of a full session; WireGuard answers the peer's initiation wherever it comes from.
+//! peer's initiation arriving at that moment. It points its entry once, as soon as the start
+//! arrives (not at the start time: a busy node that creates the entry late misses the peer's
+//! first shots, which go to the best candidate), and holds it until a full session after the
+//! start; WireGuard answers the peer's initiation wherever it comes from.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -75,7 +77,8 @@ pub struct PunchSession {
     start_at: Millis,
     /// This end's shots are this much after the introducer's start (0 or a quarter step).
     offset: Duration,
-    role: PunchRole,
+    /// A listening end holds its entry from the session's creation until this time.
+    listen_until: Option<Millis>,
 }
 
 impl PunchSession {
@@ -115,17 +118,29 @@ impl PunchSession {
         }
         let mut candidates = candidates;
         candidates.truncate(MAX_STEPS);
-        Some(Self {
-            peer,
-            introducer,
-            candidates,
-            start_at: start_at.max(now),
-            offset: if *local > peer {
-                STEP / SHOTS / 2
-            } else {
-                Duration::ZERO
+        let offset = if *local > peer {
+            STEP / SHOTS / 2
+        } else {
+            Duration::ZERO
+        };
+        let start_at = start_at.max(now);
+        Some(match role {
+            PunchRole::Shoot => Self {
+                peer,
+                introducer,
+                candidates,
+                start_at,
+                offset,
+                listen_until: None,
             },
-            role,
+            PunchRole::Listen => Self {
+                peer,
+                introducer,
+                candidates,
+                start_at: now,
+                offset: Duration::ZERO,
+                listen_until: Some(start_at + offset + STEP * MAX_STEPS as u32),
+            },
         })
     }
 
@@ -140,9 +155,8 @@ impl PunchSession {
         if now < first_shot {
             return PunchStep::Wait;
         }
-        let elapsed = now.since(first_shot).as_millis();
-        if self.role == PunchRole::Listen {
-            return if elapsed < (STEP * MAX_STEPS as u32).as_millis() {
+        if let Some(until) = self.listen_until {
+            return if now < until {
                 PunchStep::Try {
                     index: 0,
                     shot: 0,
@@ -152,6 +166,7 @@ impl PunchSession {
                 PunchStep::Done
             };
         }
+        let elapsed = now.since(first_shot).as_millis();
         let index = (elapsed / STEP.as_millis()) as usize;
         let shot = ((elapsed % STEP.as_millis()) / (STEP / SHOTS).as_millis()) as u32;
         match self.candidates.get(index) {
@@ -168,9 +183,7 @@ impl PunchSession {
     pub fn next_change(&self, now: Millis) -> Option<Millis> {
         match self.step(now) {
             PunchStep::Wait => Some(self.start_at + self.offset),
-            PunchStep::Try { .. } if self.role == PunchRole::Listen => {
-                Some(self.start_at + self.offset + STEP * MAX_STEPS as u32)
-            }
+            PunchStep::Try { .. } if self.listen_until.is_some() => self.listen_until,
             PunchStep::Try { index, shot, .. } => Some(
                 self.start_at + self.offset + STEP * index as u32 + (STEP / SHOTS) * (shot + 1),
             ),
@@ -256,12 +269,14 @@ mod tests {
             assert_eq!(punch_role(l, p), PunchRole::Shoot, "{l:?} -> {p:?}");
         }
         let a = addrs(3);
+        // The start is 2 s ahead; the listener holds its entry from now on (one unchanging
+        // step: the entry is created once) until a full session after the start.
         let s = PunchSession::with_role(
             &[1; 32],
             [2; 32],
             [9; 32],
             a.clone(),
-            NOW,
+            NOW + STEP * 2,
             NOW,
             PunchRole::Listen,
         )
@@ -271,8 +286,8 @@ mod tests {
             shot: 0,
             addr: a[0],
         };
-        // One unchanging step (the entry is created once) for as long as a full session.
-        let end = NOW + STEP * MAX_STEPS as u32;
+        let end = NOW + STEP * (2 + MAX_STEPS as u32);
+        assert!(s.succeeded_by(Some(NOW)));
         for t in [NOW, NOW + STEP / 2, NOW + STEP * 3, Millis(end.0 - 1)] {
             assert_eq!(s.step(t), held);
             assert_eq!(s.next_change(t), Some(end));
