@@ -93,20 +93,32 @@ const METHODS: [&str; 6] = ["GET", "PUT", "DELETE", "POST", "HEAD", "get"];
 
 fn check(w: &World, rid: &[u8; 8], status: u16, body: &[u8]) {
     assert!(
-        matches!(status, 200 | 204 | 400 | 401 | 403 | 404 | 405 | 409 | 413 | 429 | 507),
+        matches!(
+            status,
+            200 | 204 | 400 | 401 | 403 | 404 | 405 | 409 | 413 | 429 | 507
+        ),
         "status {status}: {}",
         String::from_utf8_lossy(body)
     );
     if status == 200 {
         let entries = decode_list(body).unwrap_or_else(|e| panic!("200 body is no list: {e}"));
         for e in entries {
-            e.verify(rid).unwrap_or_else(|err| panic!("listed entry does not verify: {err}"));
+            e.verify(rid)
+                .unwrap_or_else(|err| panic!("listed entry does not verify: {err}"));
         }
     }
     let _ = &w.keys;
 }
 
-fn send(w: &World, method: &str, path: &str, headers: &HeaderMap, body: &[u8], peer: IpAddr, now_ms: u64) -> (u16, Vec<u8>) {
+fn send(
+    w: &World,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    peer: IpAddr,
+    now_ms: u64,
+) -> (u16, Vec<u8>) {
     let r = w.registry.handle(
         &Request {
             method,
@@ -204,7 +216,8 @@ fuzz_target!(|data: &[u8]| {
                 let (status, out) = send(w, "GET", &list_path, &headers, b"", peer, now_ms);
                 check(w, &w.rid, status, &out);
                 let listed = decode_list(&out).unwrap_or_default();
-                let stored = Entry::decode(&body).unwrap_or_else(|e| panic!("stored a bad entry: {e}"));
+                let stored =
+                    Entry::decode(&body).unwrap_or_else(|e| panic!("stored a bad entry: {e}"));
                 assert!(listed.contains(&stored), "a stored entry is not listed");
             }
         }
