@@ -248,3 +248,7 @@ async fn sweep_task(registry: Arc<Registry>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
