@@ -14,7 +14,8 @@ use http::HeaderMap;
 use super::limits::{Limits, MAX_BODY_BYTES, RateLimiter};
 use super::store::{PinKind, Store, StoreError};
 use crate::proto::registry::{
-    self, Entry, MAX_LIST_ENTRIES, RegistryError, TIME_HEADER, verify_delete, verify_request,
+    self, AUTH_SCHEME, Entry, MAX_LIST_ENTRIES, RegistryError, TIME_HEADER, verify_delete,
+    verify_request,
 };
 
 /// A request as the HTTP layer saw it.
@@ -237,7 +238,7 @@ impl Registry {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!("refused: {e}");
-                return Ok(Response::text(401, &e.to_string()));
+                return Ok(Response::text(401, &e));
             }
         };
         let rid = match route {
@@ -288,12 +289,18 @@ impl Registry {
         })
     }
 
-    fn authenticate(&self, req: &Request<'_>, now_secs: u64) -> Result<[u8; 32], RegistryError> {
+    fn authenticate(&self, req: &Request<'_>, now_secs: u64) -> Result<[u8; 32], String> {
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let auth = header(http::header::AUTHORIZATION.as_str()).ok_or(RegistryError::AuthFormat)?;
-        let time = header(TIME_HEADER)
-            .and_then(|t| t.parse::<u64>().ok())
-            .ok_or(RegistryError::AuthFormat)?;
+        let Some(auth) = header(http::header::AUTHORIZATION.as_str()) else {
+            return Err(format!(
+                "no authorization header: sign requests with the mesh's membership key ({AUTH_SCHEME})"
+            ));
+        };
+        let Some(time) = header(TIME_HEADER).and_then(|t| t.parse::<u64>().ok()) else {
+            return Err(format!(
+                "no {TIME_HEADER} header with the request's unix time in seconds"
+            ));
+        };
         verify_request(
             auth,
             req.method,
@@ -302,6 +309,7 @@ impl Registry {
             now_secs,
             req.body,
         )
+        .map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -20,7 +20,7 @@ pub const DB_FILE: &str = "registry.sqlite3";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "cannot open the registry database {path}: {error} (is the --data directory writable by this user?)"
+        "cannot open the registry database {path}: {error} (--data must be a directory this user can write, holding only a wgmesh registry database)"
     )]
     Open {
         path: PathBuf,
