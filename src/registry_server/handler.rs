@@ -74,6 +74,8 @@ pub struct MeshPolicy {
 /// The server's state: the store, the rate limiter and the policy.
 pub struct Registry {
     store: Mutex<Store>,
+    /// A second connection to the same database for lists (none for an in-memory store).
+    reader: Option<Mutex<Store>>,
     limiter: Mutex<RateLimiter>,
     limits: Limits,
     policy: MeshPolicy,
@@ -127,9 +129,16 @@ impl Registry {
         Self {
             limiter: Mutex::new(RateLimiter::new(&limits)),
             store: Mutex::new(store),
+            reader: None,
             limits,
             policy,
         }
+    }
+
+    /// Serves lists from `reader`, a second connection to the store's database file.
+    pub fn with_reader(mut self, reader: Store) -> Self {
+        self.reader = Some(Mutex::new(reader));
+        self
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -244,7 +253,11 @@ impl Registry {
         let rid = match route {
             Route::List { rid } | Route::Slot { rid, .. } => rid,
         };
-        let mut store = self.store();
+        // Lists read on their own connection (WAL: readers never wait for the writer).
+        let mut store = match (route, &self.reader) {
+            (Route::List { .. }, Some(reader)) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            _ => self.store(),
+        };
         let pinned = store.pin(&rid)?;
         match pinned {
             Some((v, kind))

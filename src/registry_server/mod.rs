@@ -120,13 +120,15 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, ServeError> {
         error,
     })?;
     let store = Store::open(&config.data_dir)?;
+    let reader = Store::open(&config.data_dir)?;
     let registry = Registry::new(
         store,
         config.limits.clone(),
         MeshPolicy {
             pinned_only: config.pinned_only,
         },
-    );
+    )
+    .with_reader(reader);
     let now_secs = server::unix_now_ms() / 1000;
     registry.pin_operator_meshes(&config.meshes, now_secs)?;
     registry.sweep(now_secs)?;

@@ -96,3 +96,15 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn a_second_connection_reads_what_the_first_committed() -> Result<(), StoreError> {
+    let dir = tmp();
+    let mut writer = Store::open(dir.path())?;
+    let reader = Store::open(dir.path())?;
+    writer.set_pin(&RID, &V1, PinKind::Tofu, 100)?;
+    writer.put(&RID, &slot(1), 1, 200, b"one", 100)?;
+    assert_eq!(reader.pin(&RID)?, Some((V1, PinKind::Tofu)));
+    assert_eq!(reader.list(&RID, 100, 10)?, vec![b"one".to_vec()]);
+    Ok(())
+}
