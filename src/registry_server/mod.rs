@@ -14,6 +14,7 @@ pub mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -115,10 +116,15 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, ServeError> {
         )?)),
         None => None,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        error,
-    })?;
+    // Created 0700: the database holds nothing secret, but nobody else needs it either.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|error| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            error,
+        })?;
     let store = Store::open(&config.data_dir)?;
     let reader = Store::open(&config.data_dir)?;
     let registry = Registry::new(

@@ -57,7 +57,7 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> u16 {
 
 #[tokio::test]
 async fn limits_apply_before_the_handler() {
-    let (addr, stop, _dir) = start(Limits {
+    let (addr, stop, dir) = start(Limits {
         max_connections_per_ip: 2,
         ..Limits::default()
     })
@@ -106,4 +106,7 @@ async fn limits_apply_before_the_handler() {
         "served again once they close"
     );
     let _ = stop.send(());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.path().join("data")).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o700), "the data directory is created 0700");
 }
