@@ -57,7 +57,7 @@ fn run(lab: &Lab) {
     let ns = lab.add_ns("regbench");
     let exec = NsExec::new(Some(&ns)).unwrap_or_else(|e| panic!("{e}"));
     let dir = std::env::temp_dir().join(format!(
-        "{}-regbench-{:08x}",
+        "registry-bench-{}-{:08x}",
         lab.id,
         rand_core::RngCore::next_u32(&mut rand_core::OsRng)
     ));
