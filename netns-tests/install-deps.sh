@@ -29,6 +29,8 @@ declare -A apt_pkg=(
     # package tests (netns-tests/package-tests.sh, service-vm.sh): lint and a Debian 12 chroot
     [lintian]=/usr/bin/lintian [rpm]=/usr/bin/rpm [rpmlint]=/usr/bin/rpmlint
     [debootstrap]=/usr/sbin/debootstrap [dpkg-dev]=/usr/bin/dpkg-shlibdeps
+    # a C compiler: ring (rustls) and rusqlite's bundled SQLite (wgmesh registry serve) build C
+    [gcc]=/usr/bin/gcc
 )
 apt_missing=()
 for p in "${!apt_pkg[@]}"; do [ -e "${apt_pkg[$p]}" ] || apt_missing+=("$p"); done

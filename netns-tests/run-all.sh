@@ -66,6 +66,8 @@ cargo build --locked -q --workspace --bins
 target/debug/daemon-tests
 step "relay fallback: failover through an introducer and back (routed namespaces)"
 target/debug/relay-tests
+step "registry server: wgmesh registry serve over HTTPS in a namespace (members only, own slots only, kill -9 + restart, expiry, no plaintext on disk, limits)"
+target/debug/registry-server-tests
 step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon behind a NAT (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 target/debug/nat-tests
 step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"
@@ -77,6 +79,8 @@ target/debug/nat-grid
 step "hostile input: bad datagrams counted by reason, a 20k/s spoofed flood (release build)"
 cargo build --locked -q --release --workspace --bins
 target/release/hostile-tests
+step "registry load: 1000 nodes x (publish + fetch) against the release-built registry server over HTTPS (requests/s, p50/p99)"
+target/release/registry-bench
 step "packages: lintian, rpmlint, .deb install/upgrade/purge in a Debian 12 chroot (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 bash netns-tests/package-tests.sh
 step "the daemon under the real unit: systemd as PID 1 in a VM, wgmesh@wg0 READY, CAP_NET_ADMIN only, pinged by a second node"

@@ -90,6 +90,7 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     pub pid: Option<u32>,
+    child: Option<std::process::Child>,
 }
 
 impl Server {
@@ -100,6 +101,7 @@ impl Server {
             data,
             log,
             pid: None,
+            child: None,
         }
     }
 
@@ -158,9 +160,9 @@ impl Server {
         let pid = child.id();
         lab.record_pid(pid);
         self.pid = Some(pid);
-        std::mem::forget(child);
+        self.child = Some(child);
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
+        while t0.elapsed() < Duration::from_secs(30) {
             if self
                 .log_text()
                 .get(before..)
@@ -173,12 +175,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("registry server did not start:\n{}", self.log_text());
+        let status = self.child.as_mut().map(|c| c.try_wait());
+        panic!(
+            "registry server (pid {pid}) did not start within {:.1} s (exit status: {status:?}):\n{}",
+            t0.elapsed().as_secs_f64(),
+            self.log_text()
+        );
     }
 
-    pub fn alive(&self) -> bool {
-        self.pid
-            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists() && !zombie(p))
+    /// Whether the server process still runs (not exited, not a zombie).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => false,
+            None => false,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -198,6 +209,7 @@ impl Server {
             );
         }
         self.pid = None;
+        self.child = None;
     }
 
     /// SIGKILL: no chance to flush or checkpoint.
@@ -209,16 +221,6 @@ impl Server {
     pub fn stop(&mut self) {
         self.signal_and_wait("TERM");
     }
-}
-
-fn zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// One answer: status, `retry-after`, body.

@@ -144,3 +144,74 @@ async fn shutdown_signal() {
     }
     tracing::info!("stopping on signal");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            [
+                "wgmesh",
+                "registry",
+                "serve",
+                "--listen",
+                "127.0.0.1:8443",
+                "--data",
+                "/d",
+            ]
+            .iter()
+            .chain(args),
+        )?;
+        match cli.command {
+            Command::Registry(RegistryCommand::Serve(a)) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_make_the_server_configuration() {
+        let rid_v = format!("{}:{}", "01".repeat(8), "ab".repeat(32));
+        let args = serve_args(&[
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--mesh",
+            &rid_v,
+            "--pinned-only",
+            "--rate",
+            "2.5/s",
+            "--burst",
+            "7",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = config(args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tls, Some(("c.pem".into(), "k.pem".into())));
+        assert_eq!(c.meshes, vec![([1; 8], [0xab; 32])]);
+        assert!(c.pinned_only);
+        assert_eq!((c.limits.rate_per_sec, c.limits.burst), (2.5, 7.0));
+        let d = config(serve_args(&[]).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((d.tls, d.limits), (None, Limits::default()));
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(
+            serve_args(&["--tls-cert", "c.pem"]).is_err(),
+            "cert without key"
+        );
+        assert!(
+            serve_args(&["--tls-key", "k.pem"]).is_err(),
+            "key without cert"
+        );
+        for bad in [&["--mesh", "nope"][..], &["--rate", "fast"][..]] {
+            let args = serve_args(bad).unwrap_or_else(|e| panic!("{e}"));
+            assert!(config(args).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -14,7 +14,8 @@ use http::HeaderMap;
 use super::limits::{Limits, MAX_BODY_BYTES, RateLimiter};
 use super::store::{PinKind, Store, StoreError};
 use crate::proto::registry::{
-    self, Entry, MAX_LIST_ENTRIES, RegistryError, TIME_HEADER, verify_delete, verify_request,
+    self, AUTH_SCHEME, Entry, MAX_LIST_ENTRIES, RegistryError, TIME_HEADER, verify_delete,
+    verify_request,
 };
 
 /// A request as the HTTP layer saw it.
@@ -73,6 +74,8 @@ pub struct MeshPolicy {
 /// The server's state: the store, the rate limiter and the policy.
 pub struct Registry {
     store: Mutex<Store>,
+    /// A second connection to the same database for lists (none for an in-memory store).
+    reader: Option<Mutex<Store>>,
     limiter: Mutex<RateLimiter>,
     limits: Limits,
     policy: MeshPolicy,
@@ -126,9 +129,16 @@ impl Registry {
         Self {
             limiter: Mutex::new(RateLimiter::new(&limits)),
             store: Mutex::new(store),
+            reader: None,
             limits,
             policy,
         }
+    }
+
+    /// Serves lists from `reader`, a second connection to the store's database file.
+    pub fn with_reader(mut self, reader: Store) -> Self {
+        self.reader = Some(Mutex::new(reader));
+        self
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -237,13 +247,17 @@ impl Registry {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!("refused: {e}");
-                return Ok(Response::text(401, &e.to_string()));
+                return Ok(Response::text(401, &e));
             }
         };
         let rid = match route {
             Route::List { rid } | Route::Slot { rid, .. } => rid,
         };
-        let mut store = self.store();
+        // Lists read on their own connection (WAL: readers never wait for the writer).
+        let mut store = match (route, &self.reader) {
+            (Route::List { .. }, Some(reader)) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            _ => self.store(),
+        };
         let pinned = store.pin(&rid)?;
         match pinned {
             Some((v, kind))
@@ -288,12 +302,18 @@ impl Registry {
         })
     }
 
-    fn authenticate(&self, req: &Request<'_>, now_secs: u64) -> Result<[u8; 32], RegistryError> {
+    fn authenticate(&self, req: &Request<'_>, now_secs: u64) -> Result<[u8; 32], String> {
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let auth = header(http::header::AUTHORIZATION.as_str()).ok_or(RegistryError::AuthFormat)?;
-        let time = header(TIME_HEADER)
-            .and_then(|t| t.parse::<u64>().ok())
-            .ok_or(RegistryError::AuthFormat)?;
+        let Some(auth) = header(http::header::AUTHORIZATION.as_str()) else {
+            return Err(format!(
+                "no authorization header: sign requests with the mesh's membership key ({AUTH_SCHEME})"
+            ));
+        };
+        let Some(time) = header(TIME_HEADER).and_then(|t| t.parse::<u64>().ok()) else {
+            return Err(format!(
+                "no {TIME_HEADER} header with the request's unix time in seconds"
+            ));
+        };
         verify_request(
             auth,
             req.method,
@@ -302,6 +322,7 @@ impl Registry {
             now_secs,
             req.body,
         )
+        .map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -14,6 +14,7 @@ pub mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -115,18 +116,25 @@ pub async fn prepare(config: ServeConfig) -> Result<Prepared, ServeError> {
         )?)),
         None => None,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        error,
-    })?;
+    // Created 0700: the database holds nothing secret, but nobody else needs it either.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|error| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            error,
+        })?;
     let store = Store::open(&config.data_dir)?;
+    let reader = Store::open(&config.data_dir)?;
     let registry = Registry::new(
         store,
         config.limits.clone(),
         MeshPolicy {
             pinned_only: config.pinned_only,
         },
-    );
+    )
+    .with_reader(reader);
     let now_secs = server::unix_now_ms() / 1000;
     registry.pin_operator_meshes(&config.meshes, now_secs)?;
     registry.sweep(now_secs)?;

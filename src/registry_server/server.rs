@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::{Registry, Request, Response};
@@ -29,6 +30,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection stays open (keep-alive included); clients reconnect.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Requests handled on blocking threads at once (SQLite is one connection behind a lock:
+/// more would only park threads); the others wait for a permit.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Unix time in milliseconds.
 pub fn unix_now_ms() -> u64 {
@@ -45,6 +49,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let counter = Arc::new(Mutex::new(ConnectionCounter::default()));
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let sweeper = tokio::spawn(sweep_task(registry.clone()));
     tokio::pin!(shutdown);
     loop {
@@ -72,10 +77,10 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let (registry, tls, counter) = (registry.clone(), tls.clone(), counter.clone());
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(CONNECTION_LIFETIME, connection(stream, peer, tls, registry))
-                    .await;
+            let conn = connection(stream, peer, tls, registry, in_flight);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
             counter.lock().unwrap_or_else(|e| e.into_inner()).close(ip);
         });
     }
@@ -88,12 +93,13 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     registry: Arc<Registry>,
+    in_flight: Arc<Semaphore>,
 ) {
     match tls {
-        None => http(stream, peer, registry).await,
+        None => http(stream, peer, registry, in_flight).await,
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => http(tls_stream, peer, registry).await,
+                Ok(Ok(tls_stream)) => http(tls_stream, peer, registry, in_flight).await,
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -101,13 +107,13 @@ async fn connection(
     }
 }
 
-async fn http<S>(stream: S, peer: SocketAddr, registry: Arc<Registry>)
+async fn http<S>(stream: S, peer: SocketAddr, registry: Arc<Registry>, in_flight: Arc<Semaphore>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
-        let registry = registry.clone();
-        async move { Ok::<_, Infallible>(request(registry, peer.ip(), req).await) }
+        let (registry, in_flight) = (registry.clone(), in_flight.clone());
+        async move { Ok::<_, Infallible>(request(registry, in_flight, peer.ip(), req).await) }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -122,6 +128,7 @@ where
 
 async fn request(
     registry: Arc<Registry>,
+    in_flight: Arc<Semaphore>,
     peer: IpAddr,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
@@ -158,7 +165,16 @@ async fn request(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let Ok(permit) = in_flight.acquire_owned().await else {
+        return to_hyper(Response {
+            status: 500,
+            retry_after: None,
+            allow: None,
+            body: b"server stopping\n".to_vec(),
+        });
+    };
     let answer = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         registry.serve(
             &Request {
                 method: &method,
@@ -232,3 +248,7 @@ async fn sweep_task(registry: Arc<Registry>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

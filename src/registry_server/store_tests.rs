@@ -77,5 +77,34 @@ fn a_new_verifier_drops_the_old_ones_entries() -> Result<(), StoreError> {
 fn an_unwritable_directory_is_a_clear_error() {
     let err = Store::open(std::path::Path::new("/proc/no-such-dir")).err();
     let text = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(text.contains("--data directory writable"), "{text}");
+    assert!(
+        text.contains("--data must be a directory this user can write"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tmp();
+    let _ = std::fs::write(dir.path().join(DB_FILE), vec![0x42u8; 8192]);
+    let text = Store::open(dir.path())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        text.contains("registry.sqlite3") && text.contains("not a database"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_second_connection_reads_what_the_first_committed() -> Result<(), StoreError> {
+    let dir = tmp();
+    let mut writer = Store::open(dir.path())?;
+    let reader = Store::open(dir.path())?;
+    writer.set_pin(&RID, &V1, PinKind::Tofu, 100)?;
+    writer.put(&RID, &slot(1), 1, 200, b"one", 100)?;
+    assert_eq!(reader.pin(&RID)?, Some((V1, PinKind::Tofu)));
+    assert_eq!(reader.list(&RID, 100, 10)?, vec![b"one".to_vec()]);
+    Ok(())
 }

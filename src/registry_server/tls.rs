@@ -71,3 +71,38 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let empty = file(dir.path(), "empty.pem", "");
+        let junk = file(
+            dir.path(),
+            "junk.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        );
+        let missing = dir.path().join("missing.pem");
+        let text = |r: Result<Arc<ServerConfig>, TlsError>| r.err().map(|e| e.to_string());
+        let t = text(server_config(&missing, &empty)).unwrap_or_default();
+        assert!(
+            t.contains("cannot read --tls-cert") && t.contains("missing.pem"),
+            "{t}"
+        );
+        let t = text(server_config(&empty, &missing)).unwrap_or_default();
+        assert!(t.contains("cannot read --tls-key"), "{t}");
+        let t = text(server_config(&empty, &empty)).unwrap_or_default();
+        assert!(t.contains("empty.pem holds no PEM certificate"), "{t}");
+        let t = text(server_config(&junk, &empty)).unwrap_or_default();
+        assert!(t.contains("junk.pem is not valid PEM"), "{t}");
+    }
+}

@@ -106,7 +106,7 @@ fn run(lab: &Lab) {
     let exec = NsExec::new(Some(&ns)).unwrap_or_else(|e| panic!("{e}"));
     // a random suffix: another lab with the same id (PID) must not share or remove it
     let dir = std::env::temp_dir().join(format!(
-        "{}-registry-{:08x}",
+        "registry-server-tests-{}-{:08x}",
         lab.id,
         rand_core::RngCore::next_u32(&mut rand_core::OsRng)
     ));
