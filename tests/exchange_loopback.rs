@@ -102,6 +102,7 @@ fn signed_record(
         routes: vec![],
         control_port,
         wireguard_port,
+        relay_load: None,
     }
     .sign(keys.network_id(), |m| id.sign(m))
     .unwrap()

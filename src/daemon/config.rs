@@ -25,6 +25,11 @@ pub const DEFAULT_RUNTIME_DIR: &str = "/run/wgmesh";
 /// STUN servers asked when neither `--stun` nor `--no-stun` is given.
 pub const DEFAULT_STUN_SERVERS: [&str; 2] = ["stun.l.google.com:19302", "stun.cloudflare.com:3478"];
 
+/// Default `--max-relayed-peers`: peers an introducer relays before its score drops.
+pub const DEFAULT_MAX_RELAYED_PEERS: u32 = 64;
+/// Largest `--max-relayed-peers` accepted.
+pub const MAX_RELAYED_PEERS_LIMIT: u32 = 10_000;
+
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -119,6 +124,10 @@ pub struct UpArgs {
     /// Most peers the store accepts (flood protection) [default: 1000].
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
+    /// Introducers: how many peers this node relays at most before other nodes prefer other
+    /// relays (advertised in its record; above 90 % its relay score drops) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_relayed_peers: Option<u32>,
 }
 
 /// The config file: the same names as the flags (kebab-case). Unknown keys are errors.
@@ -151,6 +160,7 @@ pub struct ConfigFile {
     pub log_format: Option<String>,
     pub keep_interface: Option<bool>,
     pub max_peers: Option<usize>,
+    pub max_relayed_peers: Option<u32>,
 }
 
 /// `accept-routes` in the file: a word ("all"/"none") or a list of CIDRs.
@@ -198,6 +208,7 @@ pub struct DaemonConfig {
     pub log_format: LogFormat,
     pub keep_interface: bool,
     pub max_peers: usize,
+    pub max_relayed_peers: u32,
 }
 
 /// Why the configuration cannot be used.
@@ -230,6 +241,10 @@ pub enum ConfigError {
     RouteHostBits(IpNet, IpNet),
     #[error("--max-peers must be at least 1")]
     MaxPeers,
+    #[error(
+        "--max-relayed-peers {0} is out of range: give 1 to {MAX_RELAYED_PEERS_LIMIT} (default {DEFAULT_MAX_RELAYED_PEERS})"
+    )]
+    MaxRelayedPeers(u32),
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
@@ -350,6 +365,13 @@ impl DaemonConfig {
         if max_peers == 0 {
             return Err(ConfigError::MaxPeers);
         }
+        let max_relayed_peers = args
+            .max_relayed_peers
+            .or(file.max_relayed_peers)
+            .unwrap_or(DEFAULT_MAX_RELAYED_PEERS);
+        if !(1..=MAX_RELAYED_PEERS_LIMIT).contains(&max_relayed_peers) {
+            return Err(ConfigError::MaxRelayedPeers(max_relayed_peers));
+        }
         let mut secret = args.secret.clone();
         if secret.secret_file.is_none() {
             secret.secret_file = file.secret_file.clone();
@@ -407,6 +429,7 @@ impl DaemonConfig {
             log_format,
             keep_interface: flag(args.keep_interface, file.keep_interface),
             max_peers,
+            max_relayed_peers,
         })
     }
 
@@ -467,6 +490,11 @@ impl DaemonConfig {
         note(self.metrics != new.metrics, "metrics", false);
         note(self.log_format != new.log_format, "log-format", false);
         note(self.max_peers != new.max_peers, "max-peers", false);
+        note(
+            self.max_relayed_peers != new.max_relayed_peers,
+            "max-relayed-peers",
+            false,
+        );
         ReloadChanges { live, restart }
     }
 }
@@ -499,7 +527,29 @@ mod tests {
         assert_eq!(c.backend, BackendChoice::Auto);
         assert_eq!(c.accept_routes, RoutePolicy::AcceptAll);
         assert_eq!(c.max_peers, 1000);
+        assert_eq!(c.max_relayed_peers, DEFAULT_MAX_RELAYED_PEERS);
         assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn max_relayed_peers_is_checked() {
+        let with = |n: u32| {
+            let args = UpArgs {
+                max_relayed_peers: Some(n),
+                ..UpArgs::default()
+            };
+            DaemonConfig::resolve(&args, &ConfigFile::default(), None, None)
+        };
+        assert_eq!(with(1).unwrap().max_relayed_peers, 1);
+        assert_eq!(with(10_000).unwrap().max_relayed_peers, 10_000);
+        for bad in [0, 10_001, u32::MAX] {
+            let e = with(bad).unwrap_err();
+            assert!(matches!(e, ConfigError::MaxRelayedPeers(n) if n == bad));
+            assert!(e.to_string().contains("give 1 to 10000"), "{e}");
+        }
+        let f = file("max-relayed-peers = 8");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.max_relayed_peers, 8);
     }
 
     #[test]
