@@ -150,6 +150,8 @@ pub struct Node {
     pub pid: Option<u32>,
     pub extra_args: Vec<String>,
     pub metrics_port: u16,
+    /// `--backend` given to `wgmesh up` (default "userspace": wireguard-go).
+    pub backend: &'static str,
 }
 
 impl Node {
@@ -176,6 +178,7 @@ impl Node {
             pid: None,
             extra_args: Vec::new(),
             metrics_port,
+            backend: "userspace",
         }
     }
 
@@ -191,7 +194,8 @@ impl Node {
         self.dir.join("state")
     }
 
-    /// Starts `wgmesh up` (userspace backend) with `args` added; waits until `show` answers.
+    /// Starts `wgmesh up` (the node's backend, userspace unless set) with `args` added; waits
+    /// until `show` answers.
     pub fn start(&mut self, lab: &Lab, args: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -215,7 +219,7 @@ impl Node {
                 "--interface",
                 &self.iface,
                 "--backend",
-                "userspace",
+                self.backend,
                 "--log-level",
                 "debug",
             ])

@@ -668,7 +668,11 @@ mod relay_load_tests {
             ..record()
         };
         let with = loaded.encode_body();
-        assert_eq!(with.len(), body.len() + 5, "key 14, array header, 3, 64 (2 bytes)");
+        assert_eq!(
+            with.len(),
+            body.len() + 5,
+            "key 14, array header, 3, 64 (2 bytes)"
+        );
         assert_eq!(NodeRecord::decode_body(&with).unwrap(), loaded);
         for bad in [
             RelayLoad { relayed: 1, max: 0 },
