@@ -150,8 +150,6 @@ pub struct Node {
     pub pid: Option<u32>,
     pub extra_args: Vec<String>,
     pub metrics_port: u16,
-    /// `--backend` given to `wgmesh up` (default "userspace": wireguard-go).
-    pub backend: &'static str,
 }
 
 impl Node {
@@ -178,7 +176,6 @@ impl Node {
             pid: None,
             extra_args: Vec::new(),
             metrics_port,
-            backend: "userspace",
         }
     }
 
@@ -194,8 +191,7 @@ impl Node {
         self.dir.join("state")
     }
 
-    /// Starts `wgmesh up` (the node's backend, userspace unless set) with `args` added; waits
-    /// until `show` answers.
+    /// Starts `wgmesh up` (userspace backend) with `args` added; waits until `show` answers.
     pub fn start(&mut self, lab: &Lab, args: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -219,7 +215,7 @@ impl Node {
                 "--interface",
                 &self.iface,
                 "--backend",
-                self.backend,
+                "userspace",
                 "--log-level",
                 "debug",
             ])

@@ -262,14 +262,6 @@ fn run(lab: &Lab, mode: DelayMode) {
     }
     let secret = new_secret_file(lab, "mesh");
     let cport = control_port(&secret);
-    // Kernel WireGuard when the module is there (the VM loads it; wireguard-go is slow under
-    // emulation), else wireguard-go.
-    let backend = if std::path::Path::new("/sys/module/wireguard").exists() {
-        "kernel"
-    } else {
-        "userspace"
-    };
-    println!("    WireGuard backend: {backend}");
     println!("    delay by: {mode:?}");
     let mut bridges: Vec<Option<PathBuf>> = Vec::new();
     let mut nodes: Vec<Node> = (1..=4u8)
@@ -289,9 +281,7 @@ fn run(lab: &Lab, mode: DelayMode) {
                 ],
             );
             let lan = std::net::IpAddr::from([10, 82, i, 10]);
-            let mut node = Node::new(lab, &format!("q{i}"), ns, lan, &secret, 9600 + u16::from(i));
-            node.backend = backend;
-            node
+            Node::new(lab, &format!("q{i}"), ns, lan, &secret, 9600 + u16::from(i))
         })
         .collect();
     // i3 starts with the delay.

@@ -1,6 +1,7 @@
 //! A relay's load: the peers that reach some other peer through this node, counted from the
 //! relay notices they send it (each relayed node repeats one every few seconds; a notice
-//! counts for 6 s, and a plain "direct again" ends it at once), and when the count goes into
+//! counts for 15 s, so a late pass does not make the count flap, and a plain "direct again"
+//! ends it at once), and when the count goes into
 //! this node's record (on a change, at most every 10 s, so a busy relay does not re-sign
 //! constantly).
 
@@ -10,10 +11,10 @@ use std::time::Duration;
 use crate::mesh::WgKey;
 use crate::mesh::time::Millis;
 
-use super::agreement::NOTICE_FRESH_FOR;
-
 /// The record's load is re-signed at most this often.
 pub const LOAD_ADVERT_EVERY: Duration = Duration::from_secs(10);
+/// A relayed node counts for this long after its latest notice.
+pub const LOAD_FRESH_FOR: Duration = Duration::from_secs(15);
 
 /// Relayed pairs seen through this node.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +37,7 @@ impl RelayLoadCounter {
 
     /// Distinct nodes relayed through this one now.
     pub fn count(&mut self, now: Millis) -> u32 {
-        self.pairs.retain(|_, at| now.since(*at) < NOTICE_FRESH_FOR);
+        self.pairs.retain(|_, at| now.since(*at) < LOAD_FRESH_FOR);
         let mut senders: Vec<&WgKey> = self.pairs.keys().map(|(s, _)| s).collect();
         senders.dedup();
         u32::try_from(senders.len()).unwrap_or(u32::MAX)
@@ -78,10 +79,14 @@ mod tests {
         l.on_notice(B, A, true, T0);
         l.on_notice(A, C, true, at(1000));
         assert_eq!(l.count(at(1000)), 2, "A (two pairs) and B");
-        assert_eq!(l.count(at(5999)), 2);
-        assert_eq!(l.count(at(6000)), 1, "A-B and B-A went stale, A-C is fresh");
-        l.on_notice(A, C, false, at(6500));
-        assert_eq!(l.count(at(6500)), 0, "direct again ends it at once");
+        assert_eq!(l.count(at(14_999)), 2);
+        assert_eq!(
+            l.count(at(15_000)),
+            1,
+            "A-B and B-A went stale, A-C is fresh"
+        );
+        l.on_notice(A, C, false, at(15_500));
+        assert_eq!(l.count(at(15_500)), 0, "direct again ends it at once");
     }
 
     #[test]
