@@ -1,6 +1,6 @@
 //! Which relay one relayed pair stays on, across passes: the best-scored relay is taken when
 //! there is none (or the current one became unusable); the choice is re-evaluated every 60 s,
-//! and at once when the current relay's score fell under half its score at the last
+//! and at once when the current relay's score fell under half its best score since the last
 //! evaluation; a switch needs a relay clearly better ([`clearly_better`]: ≥ 10 %); and a switch
 //! is a trial: unless a probe sent to the peer after it is answered within 3 s (the new relay
 //! carries the pair), the pair goes back to the previous relay and the new one is reported
@@ -17,8 +17,8 @@ use super::score::clearly_better;
 pub const REEVALUATE_EVERY: Duration = Duration::from_secs(60);
 /// A switch not confirmed by an answered probe within this time is reverted.
 pub const REVERT_AFTER: Duration = Duration::from_secs(3);
-/// A current relay whose score fell under this share (percent) of its score at the last
-/// evaluation is re-evaluated at once.
+/// A current relay whose score fell under this share (percent) of its best score since the
+/// last evaluation is re-evaluated at once.
 pub const DEGRADED_PERCENT: u64 = 50;
 
 /// What one step did.
@@ -120,6 +120,9 @@ impl RelaySwitch {
             _ => false,
         };
         if now.since(self.evaluated_at) < REEVALUATE_EVERY && !degraded {
+            // The reference is the best score seen since the evaluation (a leg measured or
+            // reported later raises it).
+            self.score_at_evaluation = self.score_at_evaluation.max(current_score);
             return SwitchOutcome::Kept;
         }
         self.evaluated_at = now;
@@ -203,6 +206,16 @@ mod tests {
             SwitchOutcome::Kept
         );
         assert_eq!(k.evaluated_at, at(5), "3000 is not under half of 4000");
+        // Taken before the peer leg was reported (50): the reference rises with the score, so
+        // a later fall to under half of the real score counts.
+        let mut r = RelaySwitch::default();
+        r.step(&[(R1, Some(4950)), (R2, Some(2400))], None, T0);
+        r.step(&[(R1, Some(9800)), (R2, Some(4800))], None, at(5));
+        let ranked = [(R2, Some(9000)), (R1, Some(4800))];
+        assert_eq!(
+            r.step(&ranked, None, at(40)),
+            SwitchOutcome::Switched { from: R1 }
+        );
     }
 
     #[test]
