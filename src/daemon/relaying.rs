@@ -137,8 +137,8 @@ impl Relaying {
         if !introducer {
             return current.is_some().then_some(None);
         }
+        metrics.set("wgmesh_relay_load", &[], f64::from(self.load.count(now)));
         let relayed = self.load.advert_due(now)?;
-        metrics.set("wgmesh_relay_load", &[], f64::from(relayed));
         let new = Some(RelayLoad { relayed, max });
         (new != current).then_some(new)
     }
