@@ -47,6 +47,7 @@ fn record(keys: &MeshKeys, n: u32) -> NodeRecord {
         },
         control_port: 51821,
         wireguard_port: 51820,
+        relay_load: None,
     }
 }
 

@@ -20,6 +20,8 @@ fi
 # Platform tests (netns-tests/platform-tests.sh): namespaces, wireguard-go, independent readers
 # (wg, ip -j, nft -j), ping; and the kernel-WireGuard VM (netns-tests/kernel-vm.sh): QEMU,
 # busybox, file (virtme-ng runs it), kmod, virtme-ng from PyPI, a Debian kernel with wireguard.ko.
+# Relay quality tests: `tc` (iproute2) with the kernel's sch_netem (kmod's modprobe loads it);
+# on a kernel without it, python3 (packet sockets) runs netns-tests/tools/delay_bridge.py.
 declare -A apt_pkg=(
     [iproute2]=/sbin/ip [nftables]=/usr/sbin/nft [wireguard-tools]=/usr/bin/wg
     [wireguard-go]=/usr/bin/wireguard-go [iputils-ping]=/bin/ping [kmod]=/sbin/modprobe

@@ -68,6 +68,8 @@ step "relay fallback: failover through an introducer and back (routed namespaces
 target/debug/relay-tests
 step "registry server: wgmesh registry serve over HTTPS in a namespace (members only, own slots only, kill -9 + restart, expiry, no plaintext on disk, limits)"
 target/debug/registry-server-tests
+step "latency-aware relays: two introducers, 150 ms added to one (tc netem, or a user-space delay bridge without sch_netem); the pair picks the other, follows the delay within 90 s, ping gap under 3 s"
+target/debug/relay-quality-tests
 step "NAT tests: coturn + nftables NAT routers, wgmesh netcheck and a daemon behind a NAT (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing)"
 target/debug/nat-tests
 step "DHT tests: routed sites meet through a private npm bittorrent-dht swarm (WGMESH_SKIP_NETNS=1 skips when prerequisites are missing; WGMESH_DHT_SKIP_ROAM=1 skips the ~2.5 min roaming step)"

@@ -52,6 +52,7 @@ impl Fixture {
             routes: vec!["192.168.1.0/24".parse().unwrap()],
             control_port: 51900,
             wireguard_port: 51820,
+            relay_load: None,
         }
     }
 

@@ -44,6 +44,7 @@ fn base_record(keys: &MeshKeys, n: u32) -> NodeRecord {
         routes: vec![],
         control_port: 51821,
         wireguard_port: 51820,
+        relay_load: None,
     }
 }
 

@@ -75,6 +75,7 @@ fn record() -> impl Strategy<Value = (NodeRecord, [u8; 32])> {
                     routes,
                     control_port: cp,
                     wireguard_port: wp,
+                    relay_load: None,
                 };
                 (r, seed)
             },

@@ -58,6 +58,7 @@ fn build_vectors() -> Value {
         ],
         control_port: keys.control_port(),
         wireguard_port: 51820,
+        relay_load: None,
     };
     let signed = record
         .sign(keys.network_id(), |m| identity.sign(m))

@@ -77,6 +77,7 @@ fn record(keys: &MeshKeys, id: &NodeIdentity, sequence: u64) -> (NodeRecord, Sig
         routes: vec![],
         control_port: keys.control_port(),
         wireguard_port: 51820,
+        relay_load: None,
     };
     let signed = r.sign(keys.network_id(), |m| id.sign(m)).unwrap();
     (r, signed)

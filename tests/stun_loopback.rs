@@ -40,6 +40,7 @@ async fn control_socket_demultiplexes_stun_answers_and_drops_hostile_ones() {
         routes: vec![],
         control_port: 40_000,
         wireguard_port: 40_001,
+        relay_load: None,
     }
     .sign(keys.network_id(), |m| id.sign(m))
     .unwrap();

@@ -53,6 +53,7 @@ impl Crafter {
             routes: vec![],
             control_port: keys.control_port(),
             wireguard_port: 51820,
+            relay_load: None,
         };
         record
             .sign(keys.network_id(), |m| identity.sign(m))

@@ -332,6 +332,7 @@ impl SimNode {
     pub fn new(keys: &MeshKeys, tag: &str, i: u32) -> Self {
         let identity = NodeIdentity::generate();
         let facts = LocalFacts {
+            relay_load: None,
             hostname: format!("host-{tag}-{i}.example"),
             address_nonce: 0,
             endpoints: vec![

@@ -47,6 +47,31 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Smoothed round-trip time of probes over the tunnel, per peer.",
     ),
     (
+        "wgmesh_peer_jitter_seconds",
+        Kind::Gauge,
+        "Smoothed difference between consecutive probe round-trip times, per peer.",
+    ),
+    (
+        "wgmesh_peer_probe_loss_ratio",
+        Kind::Gauge,
+        "Share of the last 100 probes to the peer that got no answer.",
+    ),
+    (
+        "wgmesh_peer_link_quality",
+        Kind::Gauge,
+        "Link quality 0..100 from the smoothed round-trip time, per peer.",
+    ),
+    (
+        "wgmesh_relay_load",
+        Kind::Gauge,
+        "Introducers: peers currently relayed through this node (advertised in its record).",
+    ),
+    (
+        "wgmesh_relay_changes_total",
+        Kind::Counter,
+        "Relay choices for relayed peers, by outcome (took, switched, reverted, followed).",
+    ),
+    (
         "wgmesh_discovery_events_total",
         Kind::Counter,
         "Verified records received, by discovery method.",

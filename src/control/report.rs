@@ -83,6 +83,30 @@ pub struct PeerReport {
     pub last_seen: Option<u64>,
     pub rtt_ms: Option<f64>,
     pub active: bool,
+    /// Smoothed difference between consecutive probe RTTs, milliseconds.
+    #[serde(default)]
+    pub jitter_ms: Option<f64>,
+    /// Share (0.0..=1.0) of the last `probes` probes (at most 100) that got no answer.
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// Probes the loss counts over.
+    #[serde(default)]
+    pub probes: usize,
+    /// Link quality 0..=100 from the smoothed RTT (what the relay score uses).
+    #[serde(default)]
+    pub link_quality: Option<u8>,
+    /// Introducers: the relay load their record advertises.
+    #[serde(default)]
+    pub relay_load: Option<RelayLoadReport>,
+}
+
+/// An introducer's advertised relay load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RelayLoadReport {
+    /// Peers it relays now.
+    pub relayed: u32,
+    /// Its `--max-relayed-peers`.
+    pub max: u32,
 }
 
 /// The Mainline DHT block (null with --no-dht).

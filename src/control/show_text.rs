@@ -112,6 +112,21 @@ fn peer_block(out: &mut String, p: &PeerReport, now_unix: u64) {
     if let Some(rtt) = p.rtt_ms {
         let _ = writeln!(out, "  rtt: {rtt:.1} ms");
     }
+    if p.probes > 0 {
+        let mut line = String::new();
+        if let Some(j) = p.jitter_ms {
+            let _ = write!(line, "jitter {j:.1} ms, ");
+        }
+        let loss = p.loss.unwrap_or(0.0) * 100.0;
+        let _ = write!(line, "loss {loss:.0}% of {} probes", p.probes);
+        if let Some(q) = p.link_quality {
+            let _ = write!(line, ", quality {q}/100");
+        }
+        let _ = writeln!(out, "  link: {line}");
+    }
+    if let Some(l) = p.relay_load {
+        let _ = writeln!(out, "  relay load: {} of {} peers", l.relayed, l.max);
+    }
 }
 
 /// "mapping endpoint-independent, port preserved, filtering …" (or "no STUN answer").
@@ -337,6 +352,14 @@ mod tests {
                 last_seen: Some(1000),
                 rtt_ms: Some(1.25),
                 active: true,
+                jitter_ms: Some(0.5),
+                loss: Some(0.02),
+                probes: 100,
+                link_quality: Some(99),
+                relay_load: Some(super::super::report::RelayLoadReport {
+                    relayed: 3,
+                    max: 64,
+                }),
                 ..Default::default()
             }],
             dht: Some(DhtReport {
@@ -375,6 +398,8 @@ mod tests {
             "discovered via: lan, gossip",
             "last seen: Now",
             "rtt: 1.2 ms",
+            "link: jitter 0.5 ms, loss 2% of 100 probes, quality 99/100",
+            "relay load: 3 of 64 peers",
             "dht: ready (bootstrap: configured), 8 nodes",
             "dht lookups: 4 (2 announces), 6 addresses found, 2 greeted",
             "dht item: sequence 77, stored 1 times; 0 fetched, 0 newer",

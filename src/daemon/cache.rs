@@ -232,6 +232,7 @@ mod tests {
             routes: vec![],
             control_port: 51900,
             wireguard_port: 51820,
+            relay_load: None,
         };
         let signed = record.sign(keys.network_id(), |m| id.sign(m)).unwrap();
         let peer = CachedPeer {

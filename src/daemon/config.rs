@@ -26,6 +26,11 @@ pub const DEFAULT_RUNTIME_DIR: &str = "/run/wgmesh";
 /// STUN servers asked when neither `--stun` nor `--no-stun` is given.
 pub const DEFAULT_STUN_SERVERS: [&str; 2] = ["stun.l.google.com:19302", "stun.cloudflare.com:3478"];
 
+/// Default `--max-relayed-peers`: peers an introducer relays before its score drops.
+pub const DEFAULT_MAX_RELAYED_PEERS: u32 = 64;
+/// Largest `--max-relayed-peers` accepted.
+pub const MAX_RELAYED_PEERS_LIMIT: u32 = 10_000;
+
 /// Largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -133,6 +138,10 @@ pub struct UpArgs {
     /// File holding the GitHub token for github: registries.
     #[arg(long, value_name = "PATH")]
     pub registry_token_file: Option<PathBuf>,
+    /// Introducers: how many peers this node relays at most before other nodes prefer other
+    /// relays (advertised in its record; above 90 % its relay score drops) [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_relayed_peers: Option<u32>,
 }
 
 /// The config file: the same names as the flags (kebab-case). Unknown keys are errors.
@@ -168,6 +177,7 @@ pub struct ConfigFile {
     pub registry: Option<Vec<String>>,
     pub registry_ca: Option<PathBuf>,
     pub registry_token_file: Option<PathBuf>,
+    pub max_relayed_peers: Option<u32>,
 }
 
 /// `accept-routes` in the file: a word ("all"/"none") or a list of CIDRs.
@@ -219,6 +229,7 @@ pub struct DaemonConfig {
     pub registries: Vec<RegistryUrl>,
     pub registry_ca: Option<PathBuf>,
     pub registry_token_file: Option<PathBuf>,
+    pub max_relayed_peers: u32,
 }
 
 /// Why the configuration cannot be used.
@@ -253,6 +264,10 @@ pub enum ConfigError {
     MaxPeers,
     #[error(transparent)]
     Registry(#[from] RegistryUrlError),
+    #[error(
+        "--max-relayed-peers {0} is out of range: give 1 to {MAX_RELAYED_PEERS_LIMIT} (default {DEFAULT_MAX_RELAYED_PEERS})"
+    )]
+    MaxRelayedPeers(u32),
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
@@ -373,6 +388,13 @@ impl DaemonConfig {
         if max_peers == 0 {
             return Err(ConfigError::MaxPeers);
         }
+        let max_relayed_peers = args
+            .max_relayed_peers
+            .or(file.max_relayed_peers)
+            .unwrap_or(DEFAULT_MAX_RELAYED_PEERS);
+        if !(1..=MAX_RELAYED_PEERS_LIMIT).contains(&max_relayed_peers) {
+            return Err(ConfigError::MaxRelayedPeers(max_relayed_peers));
+        }
         let mut secret = args.secret.clone();
         if secret.secret_file.is_none() {
             secret.secret_file = file.secret_file.clone();
@@ -447,6 +469,7 @@ impl DaemonConfig {
                 .registry_token_file
                 .clone()
                 .or_else(|| file.registry_token_file.clone()),
+            max_relayed_peers,
         })
     }
 
@@ -514,6 +537,11 @@ impl DaemonConfig {
             "registry-token-file",
             false,
         );
+        note(
+            self.max_relayed_peers != new.max_relayed_peers,
+            "max-relayed-peers",
+            false,
+        );
         ReloadChanges { live, restart }
     }
 }
@@ -546,7 +574,29 @@ mod tests {
         assert_eq!(c.backend, BackendChoice::Auto);
         assert_eq!(c.accept_routes, RoutePolicy::AcceptAll);
         assert_eq!(c.max_peers, 1000);
+        assert_eq!(c.max_relayed_peers, DEFAULT_MAX_RELAYED_PEERS);
         assert_eq!(c.log_level, "info");
+    }
+
+    #[test]
+    fn max_relayed_peers_is_checked() {
+        let with = |n: u32| {
+            let args = UpArgs {
+                max_relayed_peers: Some(n),
+                ..UpArgs::default()
+            };
+            DaemonConfig::resolve(&args, &ConfigFile::default(), None, None)
+        };
+        assert_eq!(with(1).unwrap().max_relayed_peers, 1);
+        assert_eq!(with(10_000).unwrap().max_relayed_peers, 10_000);
+        for bad in [0, 10_001, u32::MAX] {
+            let e = with(bad).unwrap_err();
+            assert!(matches!(e, ConfigError::MaxRelayedPeers(n) if n == bad));
+            assert!(e.to_string().contains("give 1 to 10000"), "{e}");
+        }
+        let f = file("max-relayed-peers = 8");
+        let c = DaemonConfig::resolve(&UpArgs::default(), &f, None, None).unwrap();
+        assert_eq!(c.max_relayed_peers, 8);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct LocalFacts {
     pub routes: Vec<IpNet>,
     pub control_port: u16,
     pub wireguard_port: u16,
+    /// Introducers: relayed peers now and `--max-relayed-peers`.
+    pub relay_load: Option<crate::proto::RelayLoad>,
 }
 
 /// Signs the node's record, with a sequence newer than `previous`.
@@ -71,6 +73,7 @@ pub fn sign_local_record(
         routes: facts.routes.clone(),
         control_port: facts.control_port,
         wireguard_port: facts.wireguard_port,
+        relay_load: facts.relay_load,
     };
     let signed = record.sign(keys.network_id(), |m| identity.sign(m))?;
     Ok((record, signed))
@@ -101,6 +104,7 @@ mod tests {
             routes: vec!["192.168.5.0/24".parse().unwrap()],
             control_port: 51900,
             wireguard_port: 51820,
+            relay_load: None,
         };
         let (r1, s1) = sign_local_record(&id, &keys, &facts, None, Millis(1000)).unwrap();
         assert_eq!(r1.sequence, 1000);

@@ -109,7 +109,7 @@ struct View {
     interface: InterfaceReport,
     device: Option<DeviceState>,
     plan: Plan,
-    rtt_ms: BTreeMap<WgKey, f64>,
+    link: BTreeMap<WgKey, crate::mesh::LinkStats>,
 }
 
 /// Shared between the main loop and the control socket.
@@ -147,7 +147,7 @@ impl ControlHandler for Shared {
                         peers: &peers,
                         device: fresh.as_ref().or(view.device.as_ref()),
                         plan: &view.plan,
-                        rtt_ms: &view.rtt_ms,
+                        link: &view.link,
                         now: now_millis(),
                         dead_after: self.dead_after,
                     });
@@ -259,6 +259,10 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
         routes: config.advertise_routes.clone(),
         control_port: keys.control_port(),
         wireguard_port: listen_port,
+        relay_load: config.introducer.then_some(crate::proto::RelayLoad {
+            relayed: 0,
+            max: config.max_relayed_peers,
+        }),
     };
     let (record, signed) = sign_local_record(&identity, &keys, &facts, None, now_millis())?;
     let mut local_sequence = record.sequence;
@@ -489,6 +493,7 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             let sources = super::relaying::EvidenceSources {
                 prober: &prober,
                 punching: &punching,
+                metrics: &metrics,
             };
             if relaying
                 .pass(
@@ -502,6 +507,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
                 .await
             {
                 reconcile_due = Some(tokio::time::Instant::now());
+            }
+            if let Some(load) = relaying.load_advert(
+                local_plan.introducer,
+                config.max_relayed_peers,
+                facts.relay_load,
+                &metrics,
+                now_millis(),
+            ) {
+                facts.relay_load = load;
+                republish(&identity, &keys, &facts, &mut local_sequence, &publisher);
             }
         }};
     }
@@ -660,12 +675,16 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             _ = probe_tick.tick(), if probing && !store.is_empty() => {
                 let now = now_millis();
                 let (unreachable, relay_threshold) = prober.expire(now);
+                if prober.expired_any() {
+                    let link = prober.publish(&store.snapshot(), &metrics);
+                    shared.view.lock().unwrap_or_else(|p| p.into_inner()).link = link;
+                }
                 for key in unreachable {
                     tracing::warn!(peer = %crate::mesh::short_key(&key), "8 probes in a row failed: peer offline for 30 s");
                     health.offline.mark(key, now);
                     reconcile_due.get_or_insert_with(tokio::time::Instant::now);
                 }
-                if relay_threshold {
+                if relay_threshold || relaying.pass_due(now) {
                     relay_pass!();
                 }
                 let peers = store.snapshot();
@@ -679,11 +698,8 @@ pub async fn run_node(setup: NodeSetup) -> Result<(), NodeError> {
             Some(ev) = probe_rx.recv() => {
                 if let Some((key, rtt)) = prober.on_reply(&ev) {
                     tracing::trace!(peer = %crate::mesh::short_key(&key), rtt_ms = rtt.as_millis() as u64, "probe answered");
-                    let peers = store.snapshot();
-                    let rtts = prober.rtts(&peers);
-                    let samples: Vec<(String, f64)> = rtts.iter().map(|(k, v)| (base64_key(k), v / 1000.0)).collect();
-                    metrics.replace("wgmesh_peer_rtt_seconds", samples.iter().map(|(k, v)| (vec![("peer", k.as_str())], *v)).collect());
-                    shared.view.lock().unwrap_or_else(|p| p.into_inner()).rtt_ms = rtts;
+                    let link = prober.publish(&store.snapshot(), &metrics);
+                    shared.view.lock().unwrap_or_else(|p| p.into_inner()).link = link;
                 }
             }
             Some(_) = async { userspace_restarts.as_mut()?.changed().await.ok() } => {

@@ -2,16 +2,19 @@
 //! and sends `probe` messages to their mesh address and control port (through the tunnel);
 //! for relayed peers also probes the direct path (the peer's endpoint address and control
 //! port, outside the tunnel) every 2 s, the evidence that brings them back. Matches replies by
-//! id and sender, turns timeouts into failures, and keeps the RTTs for `show` and metrics.
+//! id and sender, turns timeouts into failures, and keeps RTT, jitter, loss and link quality
+//! for `show`, metrics and the relay score.
 //! Policy (when to probe, when a peer is unreachable or relayed) stays in the core.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::control::metrics::Metrics;
 use crate::discovery::control_socket::ProbeReplyEvent;
-use crate::mesh::health::probe::{ProbeNeed, needs_probing};
+use crate::mesh::health::probe::{LinkStats, ProbeNeed, needs_probing};
 use crate::mesh::{HealthView, Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgKey};
+use crate::proto::keys::base64_key;
 
 /// A probe not answered within this time counts as failed.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,6 +55,10 @@ pub struct Prober {
     next_id: u64,
     direct_sent: BTreeMap<WgKey, Millis>,
     direct_answered: BTreeMap<WgKey, Millis>,
+    /// When the latest answered tunnel probe to each peer was sent.
+    answered_sent: BTreeMap<WgKey, Millis>,
+    /// The last `expire` failed some tunnel probe.
+    expired_any: bool,
 }
 
 impl Prober {
@@ -97,6 +104,7 @@ impl Prober {
                 relayed,
                 suspect: suspects.contains(&key),
                 first_seen: p.first_seen,
+                relay_leg: p.record.introducer && !health.relayed.is_empty(),
             };
             still_needed |= needs_probing(&need, now);
             if self.monitor.due(key, &need, now) {
@@ -135,6 +143,7 @@ impl Prober {
         }
         let rtt = ev.received_at.since(o.sent);
         self.monitor.succeeded(o.key, rtt);
+        self.answered_sent.insert(o.key, o.sent);
         Some((o.key, rtt))
     }
 
@@ -150,6 +159,7 @@ impl Prober {
             .collect();
         let mut unreachable = Vec::new();
         let mut relay_threshold = false;
+        self.expired_any = false;
         for id in late {
             let Some(o) = self.outstanding.remove(&id) else {
                 continue;
@@ -157,6 +167,7 @@ impl Prober {
             if o.direct {
                 continue;
             }
+            self.expired_any = true;
             let verdict = self.monitor.failed(o.key);
             tracing::debug!(peer = %crate::mesh::short_key(&o.key), ?verdict, "probe timed out");
             match verdict {
@@ -180,12 +191,53 @@ impl Prober {
         self.direct_answered.get(key).copied()
     }
 
-    /// Smoothed RTTs (ms) of the peers measured so far.
-    pub fn rtts(&self, peers: &[PeerEntry]) -> BTreeMap<WgKey, f64> {
+    /// Whether the last [`Self::expire`] failed some tunnel probe (loss changed).
+    pub fn expired_any(&self) -> bool {
+        self.expired_any
+    }
+
+    /// When the latest answered tunnel probe to `key` was sent.
+    pub fn answered_sent_at(&self, key: &WgKey) -> Option<Millis> {
+        self.answered_sent.get(key).copied()
+    }
+
+    /// RTT, jitter, loss and quality of the peers probed so far.
+    pub fn stats(&self, peers: &[PeerEntry]) -> BTreeMap<WgKey, LinkStats> {
         peers
             .iter()
-            .filter_map(|p| Some((*p.key(), self.monitor.smoothed_rtt_ms(p.key())?)))
+            .filter_map(|p| Some((*p.key(), self.monitor.stats(p.key())?)))
             .collect()
+    }
+
+    /// The link quality (0..=100) to every peer measured so far.
+    pub fn qualities(&self) -> BTreeMap<WgKey, u8> {
+        self.monitor.qualities()
+    }
+
+    /// Publishes the per-peer link figures as metrics; returns them for `show`.
+    pub fn publish(&self, peers: &[PeerEntry], metrics: &Metrics) -> BTreeMap<WgKey, LinkStats> {
+        let stats = self.stats(peers);
+        let keys: BTreeMap<&WgKey, String> = stats.keys().map(|k| (k, base64_key(k))).collect();
+        let family = |f: &dyn Fn(&LinkStats) -> Option<f64>| {
+            stats
+                .iter()
+                .filter_map(|(k, s)| Some((vec![("peer", keys[k].as_str())], f(s)?)))
+                .collect::<Vec<_>>()
+        };
+        metrics.replace(
+            "wgmesh_peer_rtt_seconds",
+            family(&|s| s.rtt_ms.map(|v| v / 1000.0)),
+        );
+        metrics.replace(
+            "wgmesh_peer_jitter_seconds",
+            family(&|s| s.jitter_ms.map(|v| v / 1000.0)),
+        );
+        metrics.replace("wgmesh_peer_probe_loss_ratio", family(&|s| s.loss));
+        metrics.replace(
+            "wgmesh_peer_link_quality",
+            family(&|s| s.quality.map(f64::from)),
+        );
+        stats
     }
 
     /// Whether probes last judged `key` unreachable.
@@ -199,5 +251,6 @@ impl Prober {
         self.outstanding.retain(|_, o| o.key != *key);
         self.direct_sent.remove(key);
         self.direct_answered.remove(key);
+        self.answered_sent.remove(key);
     }
 }

@@ -1,7 +1,9 @@
 //! Relay fallback in the daemon: feeds the core's [`RelayAgreement`] with what the daemon
 //! measured (device samples → handshakes, transfer growth and suspect paths; the prober's
-//! failures and direct-path answers; successful punches; relay notices from peers' relays), runs a pass, and sends
-//! the notices the pass asks for to the relays' mesh addresses. The decisions are the core's.
+//! failures, link qualities, answered probes and direct-path answers; successful punches;
+//! relay notices from peers' relays), runs a pass, and sends the notices the pass asks for to
+//! the relays' mesh addresses. On an introducer it also counts the peers relayed through this
+//! node ([`RelayLoadCounter`]) for the record. The decisions are the core's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,13 +12,16 @@ use ipnet::IpNet;
 
 use super::probes::Prober;
 use super::punching::Punching;
+use crate::control::metrics::Metrics;
 use crate::discovery::ControlSocket;
 use crate::discovery::relay_notice::RelayNoticeEvent;
-use crate::mesh::relay::{LocalRelayFacts, PeerEvidence, RelayAgreement};
+use crate::mesh::relay::{
+    LocalRelayFacts, PeerEvidence, ReceivedNotice, RelayAgreement, RelayLoadCounter, SwitchOutcome,
+};
 use crate::mesh::{HealthView, Millis, PeerStore, SuspectTracker, WgKey, short_key};
 use crate::platform::DeviceState;
-use crate::proto::NatType;
 use crate::proto::relay::{RelayNotice, RelayRole};
+use crate::proto::{NatType, RelayLoad};
 
 /// This node's side of relay decisions.
 pub struct RelayLocal<'a> {
@@ -30,6 +35,7 @@ pub struct RelayLocal<'a> {
 pub struct EvidenceSources<'a> {
     pub prober: &'a Prober,
     pub punching: &'a Punching,
+    pub metrics: &'a Metrics,
 }
 
 /// Relay state across the daemon's loop.
@@ -41,6 +47,7 @@ pub struct Relaying {
     grew: BTreeSet<WgKey>,
     handshakes: BTreeMap<WgKey, Option<Millis>>,
     new_suspects: bool,
+    load: RelayLoadCounter,
 }
 
 impl Relaying {
@@ -96,9 +103,44 @@ impl Relaying {
 
     /// A relay notice; returns whether a pass should run now.
     pub fn on_notice(&mut self, ev: &RelayNoticeEvent) -> bool {
-        tracing::debug!(peer = %short_key(&ev.peer), relay = %short_key(&ev.relay), relayed = ev.relayed, "relay notice");
-        self.agreement
-            .on_notice(ev.peer, ev.relay, ev.relayed, ev.received_at)
+        if let Some(to) = ev.through_this_node {
+            let using = ev.relayed || ev.chosen || !ev.legs.is_empty();
+            self.load.on_notice(ev.peer, to, using, ev.received_at);
+            return false;
+        }
+        tracing::debug!(peer = %short_key(&ev.peer), relay = %short_key(&ev.relay), relayed = ev.relayed, chosen = ev.chosen, legs = ev.legs.len(), "relay notice");
+        let notice = ReceivedNotice {
+            peer: ev.peer,
+            relay: ev.relay,
+            relayed: ev.relayed,
+            chosen: ev.chosen,
+            legs: ev.legs.clone(),
+        };
+        self.agreement.on_notice(&notice, ev.received_at)
+    }
+
+    /// Whether a pass is due now (a relay switch's trial ends).
+    pub fn pass_due(&self, now: Millis) -> bool {
+        self.agreement.next_deadline().is_some_and(|d| now >= d)
+    }
+
+    /// The load this node's record should say now, when it changed (introducers only; a node
+    /// that stopped being one drops the field).
+    pub fn load_advert(
+        &mut self,
+        introducer: bool,
+        max: u32,
+        current: Option<RelayLoad>,
+        metrics: &Metrics,
+        now: Millis,
+    ) -> Option<Option<RelayLoad>> {
+        if !introducer {
+            return current.is_some().then_some(None);
+        }
+        metrics.set("wgmesh_relay_load", &[], f64::from(self.load.count(now)));
+        let relayed = self.load.advert_due(now)?;
+        let new = Some(RelayLoad { relayed, max });
+        (new != current).then_some(new)
     }
 
     /// Runs one pass; updates `health.relayed` and returns whether it changed (reconcile now).
@@ -125,20 +167,44 @@ impl Relaying {
                         .prober
                         .direct_answered_at(&key)
                         .max(sources.punching.punched_at(&key)),
+                    answered_sent_at: sources.prober.answered_sent_at(&key),
                 };
                 (key, ev)
             })
             .collect();
+        let leg_quality = sources.prober.qualities();
         let facts = LocalRelayFacts {
             key: local.key,
             nat: local.nat,
             networks: local.networks,
             force_relay: local.force_relay,
+            leg_quality: &leg_quality,
         };
         let pass = self
             .agreement
             .pass(&facts, &peers, &health.offline, &evidence, now);
-        for n in &pass.notices {
+        for c in &pass.changes {
+            let outcome = match c.outcome {
+                SwitchOutcome::Switched { from } => {
+                    tracing::info!(peer = %short_key(&c.peer), from = %short_key(&from), to = %short_key(&c.relay), "relay switched: the new one scores clearly better");
+                    "switched"
+                }
+                SwitchOutcome::Reverted { failed } => {
+                    tracing::warn!(peer = %short_key(&c.peer), failed = %short_key(&failed), back_to = %short_key(&c.relay), "relay switch reverted: no answer through the new relay");
+                    "reverted"
+                }
+                SwitchOutcome::Followed => {
+                    tracing::info!(peer = %short_key(&c.peer), relay = %short_key(&c.relay), "relay chosen by the peer");
+                    "followed"
+                }
+                SwitchOutcome::Took => "took",
+                SwitchOutcome::Kept => continue,
+            };
+            sources
+                .metrics
+                .inc("wgmesh_relay_changes_total", &[("outcome", outcome)]);
+        }
+        for n in pass.notices {
             let Some(relay) = store.get(&n.relay) else {
                 continue;
             };
@@ -147,6 +213,8 @@ impl Relaying {
                 peer: n.peer,
                 relayed: n.relayed,
                 role: RelayRole::ToRelay,
+                chosen: n.chosen,
+                legs: n.legs,
             };
             if let Err(e) = exchange.send_relay_notice(to, notice).await {
                 tracing::debug!(error = %e, "relay notice not sent");

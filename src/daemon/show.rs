@@ -1,11 +1,11 @@
 //! Builds the `show` report from the daemon's state: the interface block from local facts, and
 //! a block per peer joining the store's entry, what WireGuard reports for it, the planner's
-//! verdict (direct, LAN or relayed and why) and the measured RTT.
+//! verdict (direct, LAN or relayed and why) and the measured link (RTT, jitter, loss, quality).
 
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
-use crate::control::report::{InterfaceReport, PeerReport, ShowReport};
+use crate::control::report::{InterfaceReport, PeerReport, RelayLoadReport, ShowReport};
 use crate::mesh::{Millis, PeerEntry, Plan, SkipReason, WgKey};
 use crate::platform::DeviceState;
 use crate::proto::keys::base64_key;
@@ -16,7 +16,7 @@ pub struct ShowInputs<'a> {
     pub peers: &'a [PeerEntry],
     pub device: Option<&'a DeviceState>,
     pub plan: &'a Plan,
-    pub rtt_ms: &'a BTreeMap<WgKey, f64>,
+    pub link: &'a BTreeMap<WgKey, crate::mesh::LinkStats>,
     pub now: Millis,
     pub dead_after: std::time::Duration,
 }
@@ -73,6 +73,7 @@ pub fn build_report(i: ShowInputs<'_>) -> ShowReport {
             _ if p.found_by_lan() => ("direct (lan)".to_string(), None),
             _ => ("direct".to_string(), None),
         };
+        let link = i.link.get(&key);
         peers.push(PeerReport {
             public_key: base64_key(&key),
             hostname: p.record.hostname.clone(),
@@ -101,8 +102,16 @@ pub fn build_report(i: ShowInputs<'_>) -> ShowReport {
                 .map(|m| m.as_str().to_string())
                 .collect(),
             last_seen: Some(p.last_seen.0 / 1000),
-            rtt_ms: i.rtt_ms.get(&key).copied(),
+            rtt_ms: link.and_then(|l| l.rtt_ms),
             active: alive,
+            jitter_ms: link.and_then(|l| l.jitter_ms),
+            loss: link.and_then(|l| l.loss),
+            probes: link.map_or(0, |l| l.probes),
+            link_quality: link.and_then(|l| l.quality),
+            relay_load: p.record.relay_load.map(|l| RelayLoadReport {
+                relayed: l.relayed,
+                max: l.max,
+            }),
         });
     }
     let mut interface = i.interface;

@@ -2,7 +2,8 @@
 //! addresses of held peers (they came through the tunnel, so WireGuard authenticated the
 //! sender):
 //! - `to_relay` ("I reach `peer` through you"): this node, an introducer, passes it on to
-//!   `peer` as `from_relay` naming the sender;
+//!   `peer` as `from_relay` naming the sender (with its `chosen` and `legs` fields), and tells
+//!   the daemon, which counts this relay's load;
 //! - `from_relay` ("`peer` reaches you through me"): handed to the daemon, which relays `peer`
 //!   back through a relay so both directions take one path.
 
@@ -22,13 +23,21 @@ pub const REASON_RELAY_NOTICE_SOURCE: &str = "relay_notice_source";
 /// Reason label of `to_relay` notices sent to a node that is not an introducer.
 pub const REASON_NOT_INTRODUCER: &str = "not_introducer";
 
-/// A peer's relay told this node that `peer` reaches it through `relay` (or goes direct again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A peer's relay told this node that `peer` reaches it through `relay` (or goes direct again);
+/// or, with `through_this_node`, `peer` told this node (a relay) that it reaches that node
+/// through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayNoticeEvent {
     pub peer: WgKey,
     pub relay: WgKey,
     pub relayed: bool,
+    /// `peer` decides the pair's relay and chose `relay`.
+    pub chosen: bool,
+    /// `peer`'s link quality to relay candidates.
+    pub legs: Vec<(WgKey, u8)>,
     pub received_at: Millis,
+    /// This node is the relay; `peer` sent the notice about this key.
+    pub through_this_node: Option<WgKey>,
 }
 
 /// Where relay notice events go.
@@ -65,12 +74,24 @@ pub(crate) async fn on_relay_notice(
                 return;
             }
             let to = SocketAddr::new(target.record.mesh_ipv4.into(), target.record.control_port);
+            debug!(from = %short_key(&sender), to = %short_key(&notice.peer), relayed = notice.relayed, chosen = notice.chosen, "relay notice passed on");
+            if let Some(tx) = &inner.relay_notices {
+                let event = RelayNoticeEvent {
+                    peer: sender,
+                    relay: notice.peer,
+                    relayed: notice.relayed,
+                    chosen: notice.chosen,
+                    legs: notice.legs.clone(),
+                    received_at: now,
+                    through_this_node: Some(notice.peer),
+                };
+                let _ = tx.try_send(event);
+            }
             let forward = RelayNotice {
                 peer: sender,
-                relayed: notice.relayed,
                 role: RelayRole::FromRelay,
+                ..notice
             };
-            debug!(from = %short_key(&sender), to = %short_key(&notice.peer), relayed = notice.relayed, "relay notice passed on");
             inner.send_logged(to, &Message::RelayNotice(forward)).await;
         }
         RelayRole::FromRelay => {
@@ -81,7 +102,10 @@ pub(crate) async fn on_relay_notice(
                 peer: notice.peer,
                 relay: sender,
                 relayed: notice.relayed,
+                chosen: notice.chosen,
+                legs: notice.legs,
                 received_at: now,
+                through_this_node: None,
             };
             if let Err(e) = tx.try_send(event) {
                 debug!(error = %e, "relay notice not forwarded to the daemon");

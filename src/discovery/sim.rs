@@ -320,6 +320,7 @@ impl Sim {
                 routes: vec![],
                 control_port: CONTROL_PORT,
                 wireguard_port: WG_PORT,
+                relay_load: None,
             };
             let signed = match record.sign(keys.network_id(), |m| id.sign(m)) {
                 Ok(s) => s,

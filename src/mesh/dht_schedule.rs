@@ -132,6 +132,7 @@ pub fn is_quiet(last_handshake: Option<Millis>, first_seen: Millis, now: Millis)
             relayed: false,
             suspect: false,
             first_seen,
+            relay_leg: false,
         },
         now,
     )

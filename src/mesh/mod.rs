@@ -57,8 +57,8 @@ pub use collision::{
 pub use diff::{Diff, PeerChanges, PeerOp, RouteOp, apply_diff, diff};
 pub use events::{PeerEvent, RemoveReason};
 pub use health::{
-    HandshakeAction, HandshakeMonitor, HandshakeSample, LinkQuality, OfflineList, ProbeMonitor,
-    ProbeVerdict, SuspectTracker,
+    HandshakeAction, HandshakeMonitor, HandshakeSample, LinkQuality, LinkStats, OfflineList,
+    ProbeMonitor, ProbeVerdict, SuspectTracker,
 };
 pub use nat::{AttemptOrder, attempt_order, direct_first, keepalive_between, keepalive_for};
 pub use peer::{PeerEntry, PeerUpdate};

@@ -442,3 +442,30 @@ fn a_withdrawn_route_leaves_the_kernel_through_plan_and_diff() {
     apply_diff(&mut applied, &d);
     assert_eq!(applied, second.desired);
 }
+
+#[test]
+fn keepalive_follows_both_nat_types() {
+    use NatType::*;
+    let table = [
+        (Open, Open, 60),
+        (Open, FullCone, 45),
+        (RestrictedCone, Open, 30),
+        (PortRestrictedCone, FullCone, 15),
+        (Symmetric, Open, 8),
+        (Open, Symmetric, 8),
+        (Unknown, Open, 25),
+        (FullCone, Unknown, 25),
+    ];
+    for (mine, theirs, secs) in table {
+        let mut l = local();
+        l.nat_type = mine;
+        let mut e = entry(1);
+        e.record.nat_type = theirs;
+        let p = plan(std::slice::from_ref(&e), &l, &HealthView::default(), NOW);
+        assert_eq!(
+            p.desired.peers[e.key()].persistent_keepalive_secs,
+            Some(secs),
+            "this node {mine:?}, peer {theirs:?}"
+        );
+    }
+}

@@ -57,6 +57,7 @@ pub fn record_of(id: &NodeIdentity, n: u32) -> NodeRecord {
         routes: vec![],
         control_port: 51821,
         wireguard_port: 51820,
+        relay_load: None,
     }
 }
 

@@ -23,6 +23,7 @@ pub use envelope::MessageType;
 pub use keys::WgPublicKey;
 pub use messages::{Message, MessageError};
 pub use record::{
-    EndpointCandidate, EndpointKind, NatType, NodeRecord, RecordError, RecordVerifier, SignedRecord,
+    EndpointCandidate, EndpointKind, NatType, NodeRecord, RecordError, RecordVerifier, RelayLoad,
+    SignedRecord,
 };
 pub use secret::{MeshSecret, SecretError, SecretKind};

@@ -27,6 +27,16 @@ pub const MAX_HOSTNAME_BYTES: usize = 253;
 pub const MAX_ENDPOINTS: usize = 8;
 /// Most advertised routes in a record.
 pub const MAX_ROUTES: usize = 64;
+/// Largest relayed-peer count or capacity a record may state (§5 key 14).
+pub const MAX_RELAY_CAPACITY: u32 = 100_000;
+
+/// A relay's load, advertised by introducers (§5 key 14, optional): how many peers it relays
+/// now and how many it accepts (`--max-relayed-peers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLoad {
+    pub relayed: u32,
+    pub max: u32,
+}
 
 /// Where an endpoint candidate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,6 +149,8 @@ pub struct NodeRecord {
     pub routes: Vec<IpNet>,
     pub control_port: u16,
     pub wireguard_port: u16,
+    /// Relay load (introducers only; absent from older records).
+    pub relay_load: Option<RelayLoad>,
 }
 
 /// Why a record was rejected. Each variant is one reason a receiver counts.
@@ -182,6 +194,10 @@ pub enum RecordError {
     BadRoute,
     #[error("record has control or WireGuard port 0")]
     BadPort,
+    #[error(
+        "record has an invalid relay load (not [relayed, max] with max 1..={MAX_RELAY_CAPACITY})"
+    )]
+    BadRelayLoad,
 }
 
 impl RecordError {
@@ -202,7 +218,8 @@ impl RecordError {
             | Self::TooManyRoutes(_)
             | Self::BadEndpoint
             | Self::BadRoute
-            | Self::BadPort => "field",
+            | Self::BadPort
+            | Self::BadRelayLoad => "field",
         }
     }
 }
@@ -270,6 +287,7 @@ mod key {
     pub const WIREGUARD_PORT: u64 = 11;
     pub const MESH_IPV4: u64 = 12;
     pub const MESH_IPV6: u64 = 13;
+    pub const RELAY_LOAD: u64 = 14;
 }
 
 impl NodeRecord {
@@ -300,6 +318,11 @@ impl NodeRecord {
                 return Err(RecordError::BadRoute);
             }
         }
+        if let Some(l) = self.relay_load
+            && (l.max == 0 || l.max > MAX_RELAY_CAPACITY || l.relayed > MAX_RELAY_CAPACITY)
+        {
+            return Err(RecordError::BadRelayLoad);
+        }
         Ok(())
     }
 
@@ -326,7 +349,7 @@ impl NodeRecord {
                 ])
             })
             .collect();
-        cbor::encode(&int_map(vec![
+        let mut fields = vec![
             (key::VERSION, uint(RECORD_VERSION)),
             (key::ED25519, Value::Bytes(self.ed25519_public.to_vec())),
             (key::WIREGUARD, Value::Bytes(self.wireguard_public.to_vec())),
@@ -347,7 +370,15 @@ impl NodeRecord {
                 key::MESH_IPV6,
                 Value::Bytes(self.mesh_ipv6.octets().to_vec()),
             ),
-        ]))
+        ];
+        // Optional: absent when not set, so records without it encode as before.
+        if let Some(l) = self.relay_load {
+            fields.push((
+                key::RELAY_LOAD,
+                Value::Array(vec![uint(l.relayed.into()), uint(l.max.into())]),
+            ));
+        }
+        cbor::encode(&int_map(fields))
     }
 
     /// Decodes a body and checks its field limits (not its signature).
@@ -395,6 +426,10 @@ impl NodeRecord {
         let wireguard_port = m.uint(key::WIREGUARD_PORT, u16::MAX.into())? as u16;
         let mesh_ipv4 = Ipv4Addr::from(m.bytes_exact::<4>(key::MESH_IPV4)?);
         let mesh_ipv6 = Ipv6Addr::from(m.bytes_exact::<16>(key::MESH_IPV6)?);
+        let relay_load = match m.optional(key::RELAY_LOAD) {
+            None => None,
+            Some(v) => Some(decode_relay_load(v).ok_or(RecordError::BadRelayLoad)?),
+        };
         let record = Self {
             ed25519_public,
             wireguard_public,
@@ -409,6 +444,7 @@ impl NodeRecord {
             routes,
             control_port,
             wireguard_port,
+            relay_load,
         };
         record.check_fields()?;
         Ok(record)
@@ -438,6 +474,16 @@ fn too_many(e: CborError, many: RecordError) -> RecordError {
         CborError::TooLarge { .. } => many,
         other => RecordError::Malformed(other),
     }
+}
+
+fn decode_relay_load(v: Value) -> Option<RelayLoad> {
+    let Value::Array(a) = v else { return None };
+    let [relayed, max]: [Value; 2] = a.try_into().ok()?;
+    let cap = u64::from(MAX_RELAY_CAPACITY);
+    Some(RelayLoad {
+        relayed: cbor::as_uint(relayed, cap)? as u32,
+        max: cbor::as_uint(max, cap)? as u32,
+    })
 }
 
 fn decode_endpoint(v: Value) -> Option<EndpointCandidate> {
@@ -582,5 +628,79 @@ impl<'a> RecordVerifier<'a> {
             });
         }
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod relay_load_tests {
+    use super::*;
+
+    fn record() -> NodeRecord {
+        NodeRecord {
+            ed25519_public: [1; 32],
+            wireguard_public: [2; 32],
+            sequence: 7,
+            hostname: "relay".into(),
+            address_nonce: 0,
+            mesh_ipv4: Ipv4Addr::new(10, 0, 0, 1),
+            mesh_ipv6: Ipv6Addr::LOCALHOST,
+            endpoints: vec![],
+            nat_type: NatType::Open,
+            introducer: true,
+            routes: vec![],
+            control_port: 51821,
+            wireguard_port: 51820,
+            relay_load: None,
+        }
+    }
+
+    #[test]
+    fn relay_load_is_optional_and_checked() {
+        let plain = record();
+        let body = plain.encode_body();
+        assert!(!body.is_empty());
+        assert_eq!(NodeRecord::decode_body(&body).unwrap(), plain);
+        let loaded = NodeRecord {
+            relay_load: Some(RelayLoad {
+                relayed: 3,
+                max: 64,
+            }),
+            ..record()
+        };
+        let with = loaded.encode_body();
+        assert_eq!(
+            with.len(),
+            body.len() + 5,
+            "key 14, array header, 3, 64 (2 bytes)"
+        );
+        assert_eq!(NodeRecord::decode_body(&with).unwrap(), loaded);
+        for bad in [
+            RelayLoad { relayed: 1, max: 0 },
+            RelayLoad {
+                relayed: 1,
+                max: MAX_RELAY_CAPACITY + 1,
+            },
+            RelayLoad {
+                relayed: MAX_RELAY_CAPACITY + 1,
+                max: 10,
+            },
+        ] {
+            let r = NodeRecord {
+                relay_load: Some(bad),
+                ..record()
+            };
+            assert_eq!(r.check_fields(), Err(RecordError::BadRelayLoad));
+        }
+        // Malformed values on the wire are refused.
+        let mut m = match cbor::decode_bounded(&body, MAX_RECORD_BODY_BYTES).unwrap() {
+            Value::Map(m) => m,
+            _ => unreachable!(),
+        };
+        m.push((Value::Integer(14.into()), uint(3)));
+        let malformed = cbor::encode(&Value::Map(m));
+        assert_eq!(
+            NodeRecord::decode_body(&malformed),
+            Err(RecordError::BadRelayLoad)
+        );
     }
 }

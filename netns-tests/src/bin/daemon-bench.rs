@@ -49,6 +49,7 @@ fn synthetic_cache(keys: &MeshKeys, n: usize, path: &Path) {
                 routes: vec![],
                 control_port: keys.control_port(),
                 wireguard_port: 51820,
+                relay_load: None,
             };
             let signed = record
                 .sign(keys.network_id(), |m| id.sign(m))

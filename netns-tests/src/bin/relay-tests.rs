@@ -50,6 +50,8 @@ fn reply_times(output: &str) -> Vec<f64> {
 }
 
 fn run(lab: &Lab) {
+    // Sites on 172.29.i.0/24: outside 10/8, where the mesh derives its subnet (a 10.x site
+    // network could be the mesh's own and be routed into the tunnel).
     println!("== three routed sites, n3 an introducer, n1 and n2 know only n3");
     let router = lab.add_ns("rt");
     sh(
@@ -69,14 +71,14 @@ fn run(lab: &Lab) {
     let mut nodes: Vec<Node> = (1..=3u8)
         .map(|i| {
             let ns = lab.add_ns(&format!("s{i}"));
-            let host = format!("10.81.{i}.10");
+            let host = format!("172.29.{i}.10");
             lab.link(
                 &ns,
                 "eth0",
                 &format!("{host}/24"),
                 &router,
                 &format!("to{i}"),
-                &format!("10.81.{i}.1/24"),
+                &format!("172.29.{i}.1/24"),
             );
             sh(
                 "ip",
@@ -87,16 +89,16 @@ fn run(lab: &Lab) {
                     "add",
                     "default",
                     "via",
-                    &format!("10.81.{i}.1"),
+                    &format!("172.29.{i}.1"),
                 ],
             );
             let lan = host
                 .parse()
-                .unwrap_or(std::net::IpAddr::from([10, 81, i, 10]));
+                .unwrap_or(std::net::IpAddr::from([172, 29, i, 10]));
             Node::new(lab, &format!("r{i}"), ns, lan, &secret, 9500 + u16::from(i))
         })
         .collect();
-    let seed = format!("10.81.3.10:{cport}");
+    let seed = format!("172.29.3.10:{cport}");
     nodes[2].start(lab, &["--introducer".into()]);
     nodes[0].start(lab, &["--peer".into(), seed.clone()]);
     nodes[1].start(lab, &["--peer".into(), seed]);
@@ -160,7 +162,10 @@ fn run(lab: &Lab) {
             "{ type filter hook forward priority 0; }",
         ],
     );
-    for (a, b) in [("10.81.1.10", "10.81.2.10"), ("10.81.2.10", "10.81.1.10")] {
+    for (a, b) in [
+        ("172.29.1.10", "172.29.2.10"),
+        ("172.29.2.10", "172.29.1.10"),
+    ] {
         sh(
             "ip",
             &[
@@ -252,7 +257,7 @@ fn run(lab: &Lab) {
         .and_then(|p| p["endpoint"].as_str().map(str::to_string))
         .unwrap_or_default();
     assert_eq!(
-        endpoint, "10.81.2.10:51820",
+        endpoint, "172.29.2.10:51820",
         "n1's entry for n2 points at n2 again"
     );
     pass(&format!(

@@ -82,6 +82,7 @@ mod tests {
             routes: vec![],
             control_port: keys.control_port(),
             wireguard_port: 51820,
+            relay_load: None,
             mesh_ipv4: keys.mesh_ipv4(&wg, 0),
             mesh_ipv6: keys.mesh_ipv6(&wg),
         };

@@ -27,6 +27,7 @@ fn signed_record(id: &NodeIdentity, keys: &MeshKeys, seq: u64) -> SignedRecord {
         wireguard_port: 51820,
         mesh_ipv4: keys.mesh_ipv4(&wg, 0),
         mesh_ipv6: keys.mesh_ipv6(&wg),
+        relay_load: None,
     }
     .sign(keys.network_id(), |m| id.sign(m))
     .unwrap()

@@ -1,7 +1,8 @@
-//! The probe monitor: which peers need probing (handshake older than 150 s, relayed, a suspect
-//! path, or never handshook and known for more than 45 s), at most one probe per second per peer, 8 failures
-//! in a row make the peer unreachable (temporarily offline 30 s), and successful probes' RTTs
-//! feed the link quality.
+//! The probe monitor: which peers need urgent probing (handshake older than 150 s, relayed, a
+//! suspect path, or never handshook and known for more than 45 s: at most one probe per second
+//! per peer), the slower quality probes of the others ([`super::cadence`]), 8 failures in a row
+//! make the peer unreachable (temporarily offline 30 s), successful probes' RTTs feed the link
+//! quality and every outcome the loss window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use crate::mesh::WgKey;
 use crate::mesh::time::Millis;
 
+use super::cadence::quality_probe_every;
 use super::handshake::STALE_HANDSHAKE_AFTER;
+use super::loss::LossWindow;
 use super::quality::LinkQuality;
 
 /// At most one probe per peer per this interval.
@@ -32,6 +35,22 @@ pub struct ProbeNeed {
     pub suspect: bool,
     /// When the store first held the peer.
     pub first_seen: Millis,
+    /// A relay candidate of a pair this node relays (quality probes at least every 10 s).
+    pub relay_leg: bool,
+}
+
+/// What probes measured of one peer's link, for `show` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkStats {
+    /// Smoothed RTT (median of 3, weight 0.3), milliseconds.
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    /// Fraction of the last (up to 100) probes that timed out.
+    pub loss: Option<f64>,
+    /// 0..=100 from the smoothed RTT.
+    pub quality: Option<u8>,
+    /// Probes in the loss window.
+    pub probes: usize,
 }
 
 /// Whether a peer in this situation is probed.
@@ -60,6 +79,7 @@ struct Track {
     failures_in_a_row: u32,
     unreachable: bool,
     quality: LinkQuality,
+    loss: LossWindow,
 }
 
 /// Probe bookkeeping, peer by peer.
@@ -69,15 +89,22 @@ pub struct ProbeMonitor {
 }
 
 impl ProbeMonitor {
-    /// Whether to send a probe to `key` now; when yes, it counts as sent.
+    /// Whether to send a probe to `key` now (urgent probes every second, quality probes at
+    /// their cadence); when yes, it counts as sent.
     pub fn due(&mut self, key: WgKey, need: &ProbeNeed, now: Millis) -> bool {
-        if !needs_probing(need, now) {
-            return false;
-        }
         let track = self.peers.entry(key).or_default();
+        let every = if needs_probing(need, now) {
+            PROBE_INTERVAL
+        } else {
+            quality_probe_every(
+                track.quality.smoothed_rtt_ms(),
+                track.failures_in_a_row > 0,
+                need.relay_leg,
+            )
+        };
         if track
             .last_sent
-            .is_some_and(|t| now.since(t) + PROBE_INTERVAL_TOLERANCE < PROBE_INTERVAL)
+            .is_some_and(|t| now.since(t) + PROBE_INTERVAL_TOLERANCE < every)
         {
             return false;
         }
@@ -91,6 +118,7 @@ impl ProbeMonitor {
         track.failures_in_a_row = 0;
         track.unreachable = false;
         track.quality.add_rtt(rtt);
+        track.loss.record(true);
         ProbeVerdict::Reachable
     }
 
@@ -98,6 +126,7 @@ impl ProbeMonitor {
     pub fn failed(&mut self, key: WgKey) -> ProbeVerdict {
         let track = self.peers.entry(key).or_default();
         track.failures_in_a_row = track.failures_in_a_row.saturating_add(1);
+        track.loss.record(false);
         if track.failures_in_a_row >= FAILURES_TO_UNREACHABLE {
             track.failures_in_a_row = 0;
             track.unreachable = true;
@@ -129,6 +158,26 @@ impl ProbeMonitor {
             .and_then(|t| t.quality.smoothed_rtt_ms())
     }
 
+    /// The link quality to every peer measured so far.
+    pub fn qualities(&self) -> BTreeMap<WgKey, u8> {
+        self.peers
+            .iter()
+            .filter_map(|(k, t)| Some((*k, t.quality.quality()?)))
+            .collect()
+    }
+
+    /// RTT, jitter, loss and quality of the link to `key`, once probed.
+    pub fn stats(&self, key: &WgKey) -> Option<LinkStats> {
+        let t = self.peers.get(key)?;
+        (t.loss.probes() > 0).then(|| LinkStats {
+            rtt_ms: t.quality.smoothed_rtt_ms(),
+            jitter_ms: t.quality.jitter_ms(),
+            loss: t.loss.loss(),
+            quality: t.quality.quality(),
+            probes: t.loss.probes(),
+        })
+    }
+
     /// Forgets a peer that left.
     pub fn forget(&mut self, key: &WgKey) {
         self.peers.remove(key);
@@ -145,6 +194,7 @@ mod tests {
             relayed,
             suspect: false,
             first_seen: Millis::from_secs(first_seen),
+            relay_leg: false,
         }
     }
 
@@ -213,6 +263,47 @@ mod tests {
             !m.due(k, &need(Some(11), false, 0), Millis(11_500)),
             "not needed"
         );
+    }
+
+    #[test]
+    fn idle_direct_peers_get_quality_probes_at_their_cadence() {
+        let mut m = ProbeMonitor::default();
+        let k = [3u8; 32];
+        let at = |s: u64| Millis::from_secs(s);
+        // A fresh handshake: no urgent probing, but a first quality probe at once.
+        let fresh = |now: u64| need(Some(now - 5), false, 0);
+        assert!(m.due(k, &fresh(1000), at(1000)));
+        // Not measured yet (no answer): poor cadence, 10 s.
+        assert!(!m.due(k, &fresh(1005), at(1005)));
+        assert!(m.due(k, &fresh(1010), at(1010)));
+        m.succeeded(k, Duration::from_millis(20));
+        // Good (20 ms): every 60 s.
+        assert!(!m.due(k, &fresh(1069), at(1069)));
+        assert!(m.due(k, &fresh(1070), at(1070)));
+        // A relay leg: every 10 s whatever the RTT.
+        let leg = ProbeNeed {
+            relay_leg: true,
+            ..fresh(1080)
+        };
+        assert!(m.due(k, &leg, at(1080)));
+        // Fair (100 ms after smoothing): every 30 s.
+        for _ in 0..20 {
+            m.succeeded(k, Duration::from_millis(100));
+        }
+        assert!(!m.due(k, &fresh(1109), at(1109)));
+        assert!(m.due(k, &fresh(1110), at(1110)));
+        // Poor (300 ms): every 10 s; a failure also makes it 10 s.
+        for _ in 0..20 {
+            m.succeeded(k, Duration::from_millis(300));
+        }
+        assert!(m.due(k, &fresh(1120), at(1120)));
+        m.failed(k);
+        let s = m.stats(&k).unwrap();
+        assert_eq!(s.probes, 42);
+        assert!((s.loss.unwrap() - 1.0 / 42.0).abs() < 1e-9);
+        assert!(s.rtt_ms.unwrap() > 290.0 && s.jitter_ms.unwrap() < 1.0);
+        assert_eq!(s.quality, Some(0));
+        assert_eq!(m.stats(&[4; 32]), None);
     }
 
     #[test]

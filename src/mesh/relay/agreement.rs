@@ -4,11 +4,18 @@
 //! it to a relay); a relayed peer by probes to its endpoint outside the tunnel (an answer in
 //! the last 10 s counts as a healthy direct path; 3 healthy passes bring it back).
 //!
-//! Agreement: a node that relays a peer on its own evidence tells the relay every 2 s (the
-//! relay passes it on), and the peer relays back through a relay while such notices stay fresh
-//! (6 s). A node going direct again says so once, and the peer drops its relay state for the
-//! pair at once, so both sides switch together. Notices that come only from the other side's
-//! request are never echoed, so two nodes cannot hold each other on a relay.
+//! Agreement on *whether*: a node that relays a peer on its own evidence says so (`relayed`)
+//! in its notice to the relay every 2 s (the relay passes it on), and the peer relays back
+//! through a relay while such notices stay fresh (6 s). A node going direct again says so once
+//! (a plain notice), and the peer drops its relay state for the pair at once, so both sides
+//! switch together. `relayed` is never set only because the other side asked, so two nodes
+//! cannot hold each other on a relay.
+//!
+//! Agreement on *which* relay: the end with the smaller WireGuard key decides. While it
+//! relays the pair (for any reason) its notices carry `chosen` and go to the relay it picked by
+//! score ([`super::switch`]); the other end takes the relay that forwarded a fresh `chosen`
+//! notice, and until it has one, its own pick. The other end's notices carry its `legs` (its
+//! measured link quality to each relay candidate), so the decider scores both legs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +33,7 @@ use super::decide::{
     PROBE_FAILURES_TO_RELAY, RelayInputs, RelayVerdict, on_shared_lan, should_relay,
 };
 use super::select::relay_candidates;
+use super::switch::SwitchOutcome;
 use super::tracker::RelayTracker;
 
 /// A notice from the other side keeps the pair relayed for this long.
@@ -47,6 +55,24 @@ pub struct PeerEvidence {
     pub probe_failures: u32,
     /// Relayed: when a probe to the peer's endpoint (outside the tunnel) was last answered.
     pub direct_answered_at: Option<Millis>,
+    /// When the latest answered probe through the tunnel (any path) was sent.
+    pub answered_sent_at: Option<Millis>,
+}
+
+/// A notice a peer's relay passed on (PROTOCOL.md §12, role 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedNotice {
+    pub peer: WgKey,
+    pub relay: WgKey,
+    pub relayed: bool,
+    pub chosen: bool,
+    pub legs: Vec<(WgKey, u8)>,
+}
+
+impl ReceivedNotice {
+    fn is_agreement(&self) -> bool {
+        self.chosen || !self.legs.is_empty()
+    }
 }
 
 /// This node's side of the decision.
@@ -58,14 +84,28 @@ pub struct LocalRelayFacts<'a> {
     pub networks: &'a [IpNet],
     /// `--force-relay`.
     pub force_relay: bool,
+    /// Measured link quality (0..=100) from this node to each peer probed so far.
+    pub leg_quality: &'a BTreeMap<WgKey, u8>,
 }
 
 /// A notice to send to `relay`: this node reaches `peer` through it (or goes direct again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeToSend {
     pub relay: WgKey,
     pub peer: WgKey,
     pub relayed: bool,
+    /// This node decides the pair's relay and names `relay`.
+    pub chosen: bool,
+    /// This node's link quality to relay candidates (when the peer decides).
+    pub legs: Vec<(WgKey, u8)>,
+}
+
+/// A relay change a pass made, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayChange {
+    pub peer: WgKey,
+    pub relay: WgKey,
+    pub outcome: SwitchOutcome,
 }
 
 /// What a pass decided.
@@ -74,6 +114,8 @@ pub struct RelayPass {
     /// Relayed peer → relay (the planner's input).
     pub relayed: BTreeMap<WgKey, WgKey>,
     pub notices: Vec<NoticeToSend>,
+    /// Relay choices that changed in this pass (switches, reverts, follows).
+    pub changes: Vec<RelayChange>,
 }
 
 /// Relay decisions with the pair agreement, across passes.
@@ -82,22 +124,42 @@ pub struct RelayAgreement {
     tracker: RelayTracker,
     /// The other side relays this node: peer → (its relay, when its latest notice came).
     asked: BTreeMap<WgKey, (WgKey, Millis)>,
-    /// Peers relayed on this node's own evidence → (relay, when last told).
+    /// Peers this node sent notices about → (relay, when last told).
     told: BTreeMap<WgKey, (WgKey, Millis)>,
+    /// The relay each deciding peer chose (the relay that passed its `chosen` notice on).
+    chosen: BTreeMap<WgKey, (WgKey, Millis)>,
+    /// Each peer's reported link quality to relay candidates.
+    peer_legs: BTreeMap<WgKey, BTreeMap<WgKey, u8>>,
 }
 
 impl RelayAgreement {
-    /// A relay said `peer` reaches this node through `relay` (`relayed`), or goes direct again.
-    /// Returns whether a pass should run now.
-    pub fn on_notice(&mut self, peer: WgKey, relay: WgKey, relayed: bool, now: Millis) -> bool {
-        if relayed {
-            self.asked.insert(peer, (relay, now)).is_none()
-        } else {
-            self.asked.remove(&peer);
+    /// A relay passed on a notice from `n.peer`. Returns whether a pass should run now.
+    pub fn on_notice(&mut self, n: &ReceivedNotice, now: Millis) -> bool {
+        if !n.relayed && !n.is_agreement() {
+            self.asked.remove(&n.peer);
+            self.chosen.remove(&n.peer);
             // Switch together: drop this side's hysteresis for the pair.
-            self.tracker.forget(&peer);
-            true
+            self.tracker.forget(&n.peer);
+            return true;
         }
+        let mut run = false;
+        if n.relayed {
+            run |= self.asked.insert(n.peer, (n.relay, now)).is_none();
+        }
+        if n.chosen {
+            let before = self.chosen.insert(n.peer, (n.relay, now));
+            run |= before.is_none_or(|(r, _)| r != n.relay);
+        }
+        if !n.legs.is_empty() {
+            self.peer_legs
+                .insert(n.peer, n.legs.iter().copied().collect());
+        }
+        run
+    }
+
+    /// When a pass must run next at the latest (a switch trial to judge).
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.tracker.trial_deadline()
     }
 
     /// The relay `peer` goes through now.
@@ -116,9 +178,19 @@ impl RelayAgreement {
     ) -> RelayPass {
         self.asked
             .retain(|_, (_, at)| now.since(*at) < NOTICE_FRESH_FOR);
+        self.chosen
+            .retain(|_, (_, at)| now.since(*at) < NOTICE_FRESH_FOR);
         self.tracker.prune(now);
-        let candidates = relay_candidates(peers, offline, |_| None, |_| (None, 0), now);
+        // This node's legs, best first, as reported to the peers that decide.
+        let mut legs: Vec<(WgKey, u8)> = peers
+            .iter()
+            .filter(|e| e.record.introducer)
+            .filter_map(|e| Some((*e.key(), *local.leg_quality.get(e.key())?)))
+            .collect();
+        legs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        legs.truncate(crate::proto::relay::MAX_LEGS);
         let mut notices = Vec::new();
+        let mut changes = Vec::new();
         for entry in peers {
             let key = *entry.key();
             let ev = evidence.get(&key).copied().unwrap_or_default();
@@ -161,12 +233,43 @@ impl RelayAgreement {
                 ..inputs
             };
             let own_says_relay = matches!(should_relay(&own_evidence, now), RelayVerdict::Relay(_));
-            let relay = self.tracker.check(inputs, &candidates, now);
+            let decider = local.key < key;
+            let peer_legs = self.peer_legs.get(&key);
+            let candidates = relay_candidates(
+                peers,
+                offline,
+                |k| local.leg_quality.get(k).copied(),
+                |k| peer_legs.and_then(|l| l.get(k).copied()),
+                now,
+            );
+            // The other end decides: follow its fresh choice when that relay is one this node
+            // holds as an introducer.
+            let follow = (!decider)
+                .then(|| self.chosen.get(&key).map(|(r, _)| *r))
+                .flatten()
+                .filter(|r| candidates.iter().any(|c| c.key == *r));
+            let (relay, outcome) =
+                self.tracker
+                    .check(inputs, &candidates, follow, ev.answered_sent_at, now);
+            if let Some(r) = relay
+                && outcome != SwitchOutcome::Kept
+            {
+                changes.push(RelayChange {
+                    peer: key,
+                    relay: r,
+                    outcome,
+                });
+            }
             // Relayed on this node's own account: its own evidence, or its hysteresis still
             // holding the pair (not merely because the other side asked).
             let own = relay.is_some() && (own_says_relay || !asked);
-            match (relay, own) {
-                (Some(r), true) => {
+            match relay {
+                Some(r) => {
+                    let leg_report = if decider { Vec::new() } else { legs.clone() };
+                    if !own && !decider && leg_report.is_empty() {
+                        // Relayed only because the peer asked, and nothing to report.
+                        continue;
+                    }
                     let due = self
                         .told
                         .get(&key)
@@ -176,30 +279,32 @@ impl RelayAgreement {
                         notices.push(NoticeToSend {
                             relay: r,
                             peer: key,
-                            relayed: true,
+                            relayed: own,
+                            chosen: decider,
+                            legs: leg_report,
                         });
                     }
                 }
-                (None, _) => {
+                None => {
                     if let Some((r, _)) = self.told.remove(&key) {
                         notices.push(NoticeToSend {
                             relay: r,
                             peer: key,
                             relayed: false,
+                            chosen: false,
+                            legs: Vec::new(),
                         });
                     }
-                }
-                (Some(_), false) => {
-                    // Relayed only because the peer asked: nothing to tell.
-                    self.told.remove(&key);
                 }
             }
         }
         let held: Vec<WgKey> = peers.iter().map(|e| *e.key()).collect();
         self.told.retain(|k, _| held.contains(k));
+        self.peer_legs.retain(|k, _| held.contains(k));
         RelayPass {
             relayed: self.tracker.relayed(),
             notices,
+            changes,
         }
     }
 
@@ -208,5 +313,7 @@ impl RelayAgreement {
         self.tracker.forget(peer);
         self.asked.remove(peer);
         self.told.remove(peer);
+        self.chosen.remove(peer);
+        self.peer_legs.remove(peer);
     }
 }

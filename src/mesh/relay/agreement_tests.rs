@@ -32,12 +32,37 @@ fn peers_of(me: u32, now: Millis) -> Vec<PeerEntry> {
     store.snapshot()
 }
 
+static UNMEASURED: BTreeMap<WgKey, u8> = BTreeMap::new();
+
 fn local(me: u32) -> LocalRelayFacts<'static> {
     LocalRelayFacts {
         key: key(me),
         nat: NatType::PortRestrictedCone,
         networks: &[],
         force_relay: false,
+        leg_quality: &UNMEASURED,
+    }
+}
+
+/// A plain notice from `peer`, passed on by `relay`.
+fn plain(peer: u32, relay: u32, relayed: bool) -> ReceivedNotice {
+    ReceivedNotice {
+        peer: key(peer),
+        relay: key(relay),
+        relayed,
+        chosen: false,
+        legs: Vec::new(),
+    }
+}
+
+/// What `relay` passes on to the receiver of a notice `n` sent by node `from`.
+fn delivered(from: u32, n: &NoticeToSend) -> ReceivedNotice {
+    ReceivedNotice {
+        peer: key(from),
+        relay: n.relay,
+        relayed: n.relayed,
+        chosen: n.chosen,
+        legs: n.legs.clone(),
     }
 }
 
@@ -47,6 +72,7 @@ fn healthy(now: Millis) -> PeerEvidence {
         transfer_grew: true,
         probe_failures: 0,
         direct_answered_at: Some(now),
+        answered_sent_at: Some(now),
     }
 }
 
@@ -56,6 +82,7 @@ fn failing() -> PeerEvidence {
         transfer_grew: false,
         probe_failures: 3,
         direct_answered_at: None,
+        answered_sent_at: None,
     }
 }
 
@@ -86,11 +113,13 @@ fn one_side_fails_over_and_the_other_follows_through_the_relays_notice() {
         vec![NoticeToSend {
             relay: key(R),
             peer: key(B),
-            relayed: true
+            relayed: true,
+            chosen: key(A) < key(B),
+            legs: Vec::new(),
         }]
     );
     // The relay passes it on; B's own evidence is fine, yet it follows at once.
-    assert!(b.on_notice(key(A), key(R), true, at(0)));
+    assert!(b.on_notice(&plain(A, R, true), at(0)));
     let pb = b.pass(
         &local(B),
         &peers_of(B, at(0)),
@@ -100,7 +129,7 @@ fn one_side_fails_over_and_the_other_follows_through_the_relays_notice() {
     );
     assert_eq!(pb.relayed, BTreeMap::from([(key(A), key(R))]));
     assert!(
-        pb.notices.is_empty(),
+        pb.notices.iter().all(|n| !n.relayed),
         "a follower does not echo the request"
     );
     // A repeats its notice every 2 s while relaying on its own evidence.
@@ -133,7 +162,7 @@ fn both_go_direct_together_when_the_direct_path_answers_again() {
         &evidence(B, failing()),
         at(0),
     );
-    b.on_notice(key(A), key(R), true, at(0));
+    b.on_notice(&plain(A, R, true), at(0));
     b.pass(
         &local(B),
         &peers_of(B, at(0)),
@@ -157,7 +186,7 @@ fn both_go_direct_together_when_the_direct_path_answers_again() {
                 1,
                 "hysteresis: still relayed after {s} healthy passes"
             );
-            b.on_notice(key(A), key(R), true, at(5 * s));
+            b.on_notice(&plain(A, R, true), at(5 * s));
         }
     }
     assert!(last.relayed.is_empty());
@@ -166,10 +195,12 @@ fn both_go_direct_together_when_the_direct_path_answers_again() {
         vec![NoticeToSend {
             relay: key(R),
             peer: key(B),
-            relayed: false
+            relayed: false,
+            chosen: false,
+            legs: Vec::new(),
         }]
     );
-    assert!(b.on_notice(key(A), key(R), false, at(15)));
+    assert!(b.on_notice(&plain(A, R, false), at(15)));
     let pb = b.pass(
         &local(B),
         &peers_of(B, at(15)),
@@ -198,8 +229,8 @@ fn two_nodes_relaying_on_their_own_evidence_do_not_hold_each_other() {
         &evidence(A, failing()),
         at(0),
     );
-    a.on_notice(key(B), key(R), true, at(0));
-    b.on_notice(key(A), key(R), true, at(0));
+    a.on_notice(&plain(B, R, true), at(0));
+    b.on_notice(&plain(A, R, true), at(0));
     // Both heal. A flips after 3 passes and says so; B drops its state and goes direct.
     let mut s = 1;
     let flipped = loop {
@@ -215,11 +246,11 @@ fn two_nodes_relaying_on_their_own_evidence_do_not_hold_each_other() {
             break pa;
         }
         assert!(s < 6, "A never went direct");
-        b.on_notice(key(A), key(R), true, now);
+        b.on_notice(&plain(A, R, true), now);
         s += 1;
     };
     assert!(flipped.notices.iter().any(|n| !n.relayed));
-    b.on_notice(key(A), key(R), false, at(5 * s));
+    b.on_notice(&plain(A, R, false), at(5 * s));
     let pb = b.pass(
         &local(B),
         &peers_of(B, at(5 * s)),
@@ -234,7 +265,7 @@ fn two_nodes_relaying_on_their_own_evidence_do_not_hold_each_other() {
 fn a_stale_request_expires_and_nothing_relays_without_an_introducer() {
     let mut b = RelayAgreement::default();
     let off = OfflineList::default();
-    b.on_notice(key(A), key(R), true, at(0));
+    b.on_notice(&plain(A, R, true), at(0));
     let pb = b.pass(
         &local(B),
         &peers_of(B, at(0)),
@@ -288,4 +319,174 @@ fn a_peer_never_handshaken_for_10_s_is_relayed_without_probe_failures() {
     assert!(p.relayed.is_empty(), "not before 10 s");
     let p = a.pass(&local(A), &peers, &off, &evidence(B, never), at(10));
     assert_eq!(p.relayed, BTreeMap::from([(key(B), key(R))]));
+}
+
+const R2: u32 = 4;
+
+/// The store of node `me` with two introducers, R and R2.
+fn peers_two_relays(me: u32, now: Millis) -> Vec<PeerEntry> {
+    let store = PeerStore::new(StoreConfig::default(), address_check());
+    for n in [A, B, R, R2] {
+        if n == me {
+            continue;
+        }
+        let mut r = record(n);
+        r.introducer = n == R || n == R2;
+        store
+            .update(PeerUpdate::new(r, DiscoveryMethod::Dht), now)
+            .unwrap();
+    }
+    store.snapshot()
+}
+
+fn facts(me: u32, legs: &BTreeMap<WgKey, u8>) -> LocalRelayFacts<'_> {
+    LocalRelayFacts {
+        leg_quality: legs,
+        ..local(me)
+    }
+}
+
+fn legs(r: u8, r2: u8) -> BTreeMap<WgKey, u8> {
+    BTreeMap::from([(key(R), r), (key(R2), r2)])
+}
+
+/// Both ends cut off from each other, each measuring its legs; returns (decider, follower).
+fn cut_pair() -> (u32, u32) {
+    if key(A) < key(B) { (A, B) } else { (B, A) }
+}
+
+#[test]
+fn the_smaller_key_chooses_by_both_legs_and_the_other_end_follows() {
+    let (d, f) = cut_pair();
+    let (mut dec, mut fol) = (RelayAgreement::default(), RelayAgreement::default());
+    let off = OfflineList::default();
+    // R has 150 ms of delay (quality 50 on both legs), R2 is clean.
+    let l = legs(50, 100);
+    // The follower relays first on its own evidence and reports its legs.
+    let pf = fol.pass(
+        &facts(f, &l),
+        &peers_two_relays(f, at(0)),
+        &off,
+        &evidence(d, failing()),
+        at(0),
+    );
+    assert_eq!(pf.notices.len(), 1);
+    let n = &pf.notices[0];
+    assert!(n.relayed && !n.chosen);
+    assert_eq!(n.legs, vec![(key(R2), 100), (key(R), 50)], "best first");
+    dec.on_notice(&delivered(f, n), at(0));
+    // The decider scores R2 = 100 × 100, R = 50 × 50, and names R2.
+    let pd = dec.pass(
+        &facts(d, &l),
+        &peers_two_relays(d, at(0)),
+        &off,
+        &evidence(f, failing()),
+        at(0),
+    );
+    assert_eq!(pd.relayed, BTreeMap::from([(key(f), key(R2))]));
+    let n = &pd.notices[0];
+    assert!(n.chosen && n.relayed && n.relay == key(R2) && n.legs.is_empty());
+    assert!(
+        fol.on_notice(&delivered(d, n), at(0)),
+        "a new choice runs a pass"
+    );
+    let pf = fol.pass(
+        &facts(f, &l),
+        &peers_two_relays(f, at(1)),
+        &off,
+        &evidence(d, failing()),
+        at(1),
+    );
+    assert_eq!(pf.relayed, BTreeMap::from([(key(d), key(R2))]));
+    // Even when the follower's own measurements disagree, it keeps the decider's choice.
+    let flipped = legs(100, 10);
+    let pf = fol.pass(
+        &facts(f, &flipped),
+        &peers_two_relays(f, at(2)),
+        &off,
+        &evidence(d, failing()),
+        at(2),
+    );
+    assert_eq!(pf.relayed, BTreeMap::from([(key(d), key(R2))]));
+}
+
+#[test]
+fn the_decider_moves_the_pair_when_its_relay_degrades_and_reverts_without_an_answer() {
+    let (d, f) = cut_pair();
+    let mut dec = RelayAgreement::default();
+    let off = OfflineList::default();
+    let good_r2 = legs(50, 100);
+    let peer_legs = |r: u8, r2: u8| ReceivedNotice {
+        peer: key(f),
+        relay: key(R2),
+        relayed: true,
+        chosen: false,
+        legs: vec![(key(R), r), (key(R2), r2)],
+    };
+    dec.on_notice(&peer_legs(50, 100), at(0));
+    let ev = |answered: Option<u64>| {
+        evidence(
+            f,
+            PeerEvidence {
+                answered_sent_at: answered.map(at),
+                ..failing()
+            },
+        )
+    };
+    let p = dec.pass(
+        &facts(d, &good_r2),
+        &peers_two_relays(d, at(0)),
+        &off,
+        &ev(None),
+        at(0),
+    );
+    assert_eq!(p.relayed[&key(f)], key(R2));
+    // The delay moves from R to R2: R2's score falls under half, so the pair moves at once
+    // (no 60 s wait), telling the follower through the new relay.
+    let moved = legs(100, 50);
+    dec.on_notice(&peer_legs(100, 50), at(10));
+    let p = dec.pass(
+        &facts(d, &moved),
+        &peers_two_relays(d, at(10)),
+        &off,
+        &ev(None),
+        at(10),
+    );
+    assert_eq!(p.relayed[&key(f)], key(R));
+    assert!(p.notices.iter().any(|n| n.relay == key(R) && n.chosen));
+    assert!(matches!(
+        p.changes[0].outcome,
+        super::switch::SwitchOutcome::Switched { .. }
+    ));
+    assert_eq!(dec.next_deadline(), Some(at(13)));
+    // No probe sent after the switch is answered within 3 s: back to R2, told through R2.
+    let p = dec.pass(
+        &facts(d, &moved),
+        &peers_two_relays(d, at(13)),
+        &off,
+        &ev(Some(9)),
+        at(13),
+    );
+    assert_eq!(p.relayed[&key(f)], key(R2));
+    assert!(p.notices.iter().any(|n| n.relay == key(R2) && n.chosen));
+    // R cools down; after it, the next evaluation tries again, and an answer confirms.
+    let later = 13 + 60;
+    dec.on_notice(&peer_legs(100, 50), at(later));
+    let p = dec.pass(
+        &facts(d, &moved),
+        &peers_two_relays(d, at(later)),
+        &off,
+        &ev(Some(9)),
+        at(later),
+    );
+    assert_eq!(p.relayed[&key(f)], key(R));
+    let p = dec.pass(
+        &facts(d, &moved),
+        &peers_two_relays(d, at(later + 1)),
+        &off,
+        &ev(Some(later)),
+        at(later + 1),
+    );
+    assert_eq!(p.relayed[&key(f)], key(R));
+    assert_eq!(dec.next_deadline(), None, "confirmed");
 }

@@ -1,9 +1,9 @@
-//! Which relay carries a pair's traffic. Candidates are introducers seen in the last 90 s, not
-//! offline, not either end of the pair, not cooling down after a failure. Those with measured
-//! quality on both legs come first, by score (quality of the local leg × quality of the peer
-//! leg / 100, minus 2 points per session already relayed); the rest follow in the order of a
-//! hash of the unordered pair of keys and the relay's key, so both ends pick the same relay
-//! without talking. The best is used, the next two are kept as fallbacks.
+//! Which relays could carry a pair's traffic, best first. Candidates are introducers seen in
+//! the last 90 s, not offline, not either end of the pair, not cooling down after a failure.
+//! Those with a measured local leg come first, by [`relay_score`] (both legs' quality and the
+//! relay's advertised load); the rest follow in the order of a hash of the unordered pair of
+//! keys and the relay's key, so both ends rank them alike without talking (ties too). The
+//! best is used, the next two are kept as fallbacks; [`super::switch`] adds the hysteresis.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -15,6 +15,9 @@ use crate::mesh::WgKey;
 use crate::mesh::health::OfflineList;
 use crate::mesh::peer::PeerEntry;
 use crate::mesh::time::Millis;
+use crate::proto::RelayLoad;
+
+use super::score::relay_score;
 
 /// An introducer not seen for this long is not a relay candidate.
 pub const INTRODUCER_FRESH_FOR: Duration = Duration::from_secs(90);
@@ -22,8 +25,6 @@ pub const INTRODUCER_FRESH_FOR: Duration = Duration::from_secs(90);
 pub const RELAY_FAILURE_COOLDOWN: Duration = Duration::from_secs(60);
 /// Fallback relays kept besides the chosen one.
 pub const RELAY_FALLBACKS: usize = 2;
-/// Score points lost per session a relay already carries.
-pub const LOAD_PENALTY_PER_SESSION: u32 = 2;
 
 /// A node that could relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,29 +36,31 @@ pub struct RelayCandidate {
     pub offline: bool,
     /// Link quality this node → relay (0..=100), when measured.
     pub local_leg_quality: Option<u8>,
-    /// Link quality relay → peer, when the relay reported it.
+    /// Link quality relay → peer, when the peer reported it.
     pub peer_leg_quality: Option<u8>,
-    /// Sessions the relay already carries (from its reports; 0 when unknown).
-    pub load: u32,
+    /// The load the relay advertises in its record.
+    pub load: Option<RelayLoad>,
 }
 
 impl RelayCandidate {
-    /// The quality score, when both legs are measured.
+    /// The quality score (hundredths), once the local leg is measured.
     pub fn score(&self) -> Option<u32> {
-        let (a, b) = (self.local_leg_quality?, self.peer_leg_quality?);
-        let product = u32::from(a.min(100)) * u32::from(b.min(100)) / 100;
-        Some(product.saturating_sub(self.load.saturating_mul(LOAD_PENALTY_PER_SESSION)))
+        Some(relay_score(
+            self.local_leg_quality?,
+            self.peer_leg_quality,
+            self.load,
+        ))
     }
 }
 
 /// The relay candidates among store peers: every introducer, with its last-seen time, whether
-/// it is offline, the measured quality of the local leg (`local_quality`, from the probe
-/// monitor) and, when reported, the peer leg and load (`reported`, from the relay's reports).
+/// it is offline, its advertised load, the measured quality of the local leg (`local_quality`,
+/// from the probe monitor) and of the peer leg (`peer_quality`, as the peer reported it).
 pub fn relay_candidates(
     peers: &[PeerEntry],
     offline: &OfflineList,
     local_quality: impl Fn(&WgKey) -> Option<u8>,
-    reported: impl Fn(&WgKey) -> (Option<u8>, u32),
+    peer_quality: impl Fn(&WgKey) -> Option<u8>,
     now: Millis,
 ) -> Vec<RelayCandidate> {
     peers
@@ -65,15 +68,14 @@ pub fn relay_candidates(
         .filter(|e| e.record.introducer)
         .map(|e| {
             let key = *e.key();
-            let (peer_leg_quality, load) = reported(&key);
             RelayCandidate {
                 key,
                 introducer: true,
                 last_seen: e.last_seen,
                 offline: offline.is_offline(&key, now),
                 local_leg_quality: local_quality(&key),
-                peer_leg_quality,
-                load,
+                peer_leg_quality: peer_quality(&key),
+                load: e.record.relay_load,
             }
         })
         .collect()
@@ -130,14 +132,14 @@ pub fn pair_hash(a: &WgKey, b: &WgKey, relay: &WgKey) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Chooses the relay between `local` and `peer` among `candidates` at `now`.
-pub fn select_relay(
+/// The usable relays between `local` and `peer` at `now`, best first, with their scores.
+pub fn rank_relays(
     candidates: &[RelayCandidate],
     local: &WgKey,
     peer: &WgKey,
     cooldowns: &RelayCooldowns,
     now: Millis,
-) -> Option<RelayChoice> {
+) -> Vec<(WgKey, Option<u32>)> {
     let mut usable: Vec<(bool, Reverse<u32>, u64, WgKey)> = candidates
         .iter()
         .filter(|c| {
@@ -160,7 +162,23 @@ pub fn select_relay(
         .collect();
     usable.sort_unstable();
     usable.dedup_by_key(|u| u.3);
-    let mut keys = usable.into_iter().map(|u| u.3);
+    usable
+        .into_iter()
+        .map(|(unscored, Reverse(score), _, key)| (key, (!unscored).then_some(score)))
+        .collect()
+}
+
+/// Chooses the relay between `local` and `peer` among `candidates` at `now`.
+pub fn select_relay(
+    candidates: &[RelayCandidate],
+    local: &WgKey,
+    peer: &WgKey,
+    cooldowns: &RelayCooldowns,
+    now: Millis,
+) -> Option<RelayChoice> {
+    let mut keys = rank_relays(candidates, local, peer, cooldowns, now)
+        .into_iter()
+        .map(|(k, _)| k);
     let relay = keys.next()?;
     Some(RelayChoice {
         relay,
@@ -182,7 +200,7 @@ mod tests {
             offline: false,
             local_leg_quality: None,
             peer_leg_quality: None,
-            load: 0,
+            load: None,
         }
     }
 
@@ -190,7 +208,10 @@ mod tests {
         RelayCandidate {
             local_leg_quality: Some(local),
             peer_leg_quality: Some(peer),
-            load,
+            load: Some(RelayLoad {
+                relayed: load,
+                max: 64,
+            }),
             ..cand(n)
         }
     }
@@ -214,15 +235,20 @@ mod tests {
                 restored_at: None,
             }
         };
-        let peers = [entry(1, true), entry(2, false), entry(3, true)];
+        let mut peers = [entry(1, true), entry(2, false), entry(3, true)];
+        let load = RelayLoad {
+            relayed: 3,
+            max: 64,
+        };
+        peers[0].record.relay_load = Some(load);
         let mut offline = OfflineList::default();
         offline.mark(*peers[2].key(), NOW);
-        let c = relay_candidates(&peers, &offline, |_| Some(80), |_| (Some(70), 3), NOW);
+        let c = relay_candidates(&peers, &offline, |_| Some(80), |_| Some(70), NOW);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].key, *peers[0].key());
         assert_eq!(
             (c[0].local_leg_quality, c[0].peer_leg_quality, c[0].load),
-            (Some(80), Some(70), 3)
+            (Some(80), Some(70), Some(load))
         );
         assert!(!c[0].offline && c[1].offline);
         let choice = select_relay(&c, &A, &B, &RelayCooldowns::default(), NOW).unwrap();
@@ -324,15 +350,35 @@ mod tests {
         let cands = [
             cand(10),
             q(11, 90, 90, 0),
-            q(12, 100, 100, 20),
+            q(12, 100, 100, 58),
             q(13, 50, 100, 0),
         ];
-        // Scores: 11 -> 81, 12 -> 100 - 40 = 60, 13 -> 50; 10 unknown goes last.
+        // Scores: 11 -> 8100, 12 -> 10000 × 0.16 = 1600 (58 of 64 is over 90 %: 42 × 0.4),
+        // 13 -> 5000; 10 unmeasured goes last.
+        let ranked = rank_relays(&cands, &A, &B, &cd, NOW);
+        assert_eq!(
+            ranked,
+            vec![
+                ([11; 32], Some(8100)),
+                ([13; 32], Some(5000)),
+                ([12; 32], Some(1600)),
+                ([10; 32], None)
+            ]
+        );
         let choice = select_relay(&cands, &A, &B, &cd, NOW).unwrap();
         assert_eq!(choice.relay, [11; 32]);
-        assert_eq!(choice.fallbacks, vec![[12; 32], [13; 32]]);
-        assert_eq!(q(1, 30, 30, 1000).score(), Some(0), "penalty floors at 0");
+        assert_eq!(choice.fallbacks, vec![[13; 32], [12; 32]]);
+        assert_eq!(q(1, 30, 30, 1000).score(), Some(0), "load floors at 0");
         assert_eq!(cand(1).score(), None);
+        let one_leg = RelayCandidate {
+            local_leg_quality: Some(80),
+            ..cand(1)
+        };
+        assert_eq!(
+            one_leg.score(),
+            Some(4000),
+            "unreported peer leg counts as 50"
+        );
     }
 
     #[test]
