@@ -23,16 +23,31 @@ pub fn wgmesh_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("wgmesh"))
 }
 
+/// The second octets of the 10.X networks the lab itself uses (NAT sites 10.0, the bridged
+/// LAN 10.77, the registry sites 10.82, the bench 10.88/10.99).
+pub const LAB_10_NETWORKS: [u8; 5] = [0, 77, 82, 88, 99];
+
 /// A fresh mesh secret from `wgmesh secret new`, written mode 0600 to the temp dir as
 /// `<lab id>-<name>.secret` (the caller removes it).
 pub fn new_secret_file(lab: &Lab, name: &str) -> PathBuf {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = std::env::temp_dir().join(format!("{}-{name}.secret", lab.id));
-    let secret = sh(
-        wgmesh_bin().to_str().unwrap_or("wgmesh"),
-        &["secret", "new"],
-    );
+    // A mesh derives its IPv4 subnet 10.X.0.0/16 from the secret: a secret whose subnet is one
+    // of the lab's own 10.X networks (a 1-in-256 chance each) would route lab traffic into the
+    // tunnel, so such secrets are drawn again.
+    let secret = loop {
+        let s = sh(
+            wgmesh_bin().to_str().unwrap_or("wgmesh"),
+            &["secret", "new"],
+        );
+        let subnet = wgmesh::proto::MeshSecret::parse(s.trim())
+            .map(|m| wgmesh::proto::MeshKeys::derive(&m).ipv4_subnet())
+            .unwrap_or_else(|e| panic!("wgmesh secret new printed an unusable secret: {e}"));
+        if !LAB_10_NETWORKS.contains(&subnet.addr().octets()[1]) {
+            break s;
+        }
+    };
     let _ = std::fs::remove_file(&path);
     std::fs::OpenOptions::new()
         .write(true)
