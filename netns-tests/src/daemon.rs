@@ -24,8 +24,8 @@ pub fn wgmesh_bin() -> PathBuf {
 }
 
 /// The second octets of the 10.X networks the lab itself uses (NAT sites 10.0, the bridged
-/// LAN 10.77, the registry sites 10.82, the bench 10.88/10.99).
-pub const LAB_10_NETWORKS: [u8; 5] = [0, 77, 82, 88, 99];
+/// LAN 10.77, the bench 10.88/10.99; routed sites use 172.x, see `routed`).
+pub const LAB_10_NETWORKS: [u8; 4] = [0, 77, 88, 99];
 
 /// A fresh mesh secret from `wgmesh secret new`, written mode 0600 to the temp dir as
 /// `<lab id>-<name>.secret` (the caller removes it).
@@ -578,4 +578,17 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// The replies of `ping -D` output as unix timestamps (seconds), in order.
+pub fn ping_reply_times(output: &str) -> Vec<f64> {
+    output
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            l.strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .and_then(|t| t.parse().ok())
+        })
+        .collect()
 }

@@ -15,4 +15,5 @@ pub mod nat;
 pub mod nsexec;
 pub mod preflight;
 pub mod registry;
+pub mod routed;
 pub mod suite;

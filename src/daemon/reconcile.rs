@@ -148,8 +148,11 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
         });
         diff.peers.retain(|op| {
             let PeerOp::Add(p) = op else { return true };
-            let delay =
-                mesh::handshake_order::first_add_delay(&local.wireguard_public, &p.public_key);
+            let delay = mesh::handshake_order::first_add_delay(
+                &local.wireguard_public,
+                &p.public_key,
+                local.nat_type,
+            );
             let since = *self.first_planned.entry(p.public_key).or_insert(now);
             let due = since.plus(delay);
             if now.0 >= due.0 {

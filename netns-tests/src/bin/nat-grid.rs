@@ -463,15 +463,7 @@ fn failover(
         .wait_with_output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let replies: Vec<f64> = out
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            l.strip_prefix('[')
-                .and_then(|r| r.split(']').next())
-                .and_then(|t| t.parse().ok())
-        })
-        .collect();
+    let replies = wgmesh_netns_tests::daemon::ping_reply_times(&out);
     let before = replies.iter().rev().find(|t| **t <= cut_at).copied();
     let after = replies.iter().find(|t| **t > cut_at).copied();
     let (Some(before), Some(after)) = (before, after) else {

@@ -16,12 +16,13 @@ use serde_json::Value;
 use wgmesh::proto::registry::{authorization, decode_list, member_key};
 use wgmesh::proto::{MeshKeys, MeshSecret};
 use wgmesh_netns_tests::daemon::{Node, all_pairs_ping, new_secret_file, wait_until};
-use wgmesh_netns_tests::lab::{Lab, sh};
+use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::preflight;
 use wgmesh_netns_tests::registry::{Server, TestCert};
+use wgmesh_netns_tests::routed::RoutedSites;
 use wgmesh_netns_tests::suite::{pass, run_suite};
 
-const REG_IP: &str = "10.82.9.10";
+const REG_IP: &str = "172.31.9.10";
 const STANDIN_PORT: u16 = 8080;
 const SERVER_PORT: u16 = 8443;
 const REPO: &str = "acme/mesh";
@@ -111,53 +112,28 @@ fn kill(pid: u32) {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
 }
 
-/// Three one-host sites and the registry host, all routed through `rt`.
+/// Three host sites and the registry's site on one router (172.31.n.0/24; the registry is
+/// site 9).
 struct Sites {
+    routed: RoutedSites,
     hosts: Vec<String>,
     reg: String,
 }
 
+impl Sites {
+    /// Host `i`'s (0-based) address.
+    fn host_ip(&self, i: usize) -> std::net::IpAddr {
+        self.routed.host_ip(i as u8 + 1)
+    }
+}
+
 fn build(lab: &Lab) -> Sites {
-    let router = lab.add_ns("rt");
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &router,
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv4.ip_forward=1",
-        ],
-    );
-    let attach = |name: &str, n: u8| {
-        let ns = lab.add_ns(name);
-        lab.link(
-            &ns,
-            "eth0",
-            &format!("10.82.{n}.10/24"),
-            &router,
-            &format!("to{n}"),
-            &format!("10.82.{n}.1/24"),
-        );
-        sh(
-            "ip",
-            &[
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("10.82.{n}.1"),
-            ],
-        );
-        ns
-    };
-    let hosts = (1..=3u8).map(|i| attach(&format!("s{i}"), i)).collect();
-    let reg = attach("reg", 9);
-    Sites { hosts, reg }
+    let routed = RoutedSites::new(lab, 31);
+    let hosts = (1..=3u8)
+        .map(|i| routed.site(lab, &format!("s{i}"), i))
+        .collect();
+    let reg = routed.site(lab, "reg", 9);
+    Sites { routed, hosts, reg }
 }
 
 fn run(lab: &Lab) {
@@ -335,9 +311,7 @@ fn github(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
                 lab,
                 &format!("g{}", i + 1),
                 ns.clone(),
-                format!("10.82.{}.10", i + 1)
-                    .parse()
-                    .unwrap_or(std::net::IpAddr::from([10, 82, i as u8 + 1, 10])),
+                sites.host_ip(i),
                 secret,
                 9610 + i as u16,
             );
@@ -489,7 +463,7 @@ fn misconfigured(lab: &Lab, sites: &Sites, secret: &Path) {
         lab,
         "t1",
         sites.hosts[0].clone(),
-        std::net::IpAddr::from([10, 82, 1, 10]),
+        sites.host_ip(0),
         secret,
         9630,
     );
@@ -581,9 +555,7 @@ fn self_hosted(lab: &Lab, sites: &Sites, secret: &Path, keys: &MeshKeys) {
                 lab,
                 &format!("h{}", i + 1),
                 ns.clone(),
-                format!("10.82.{}.10", i + 1)
-                    .parse()
-                    .unwrap_or(std::net::IpAddr::from([10, 82, i as u8 + 1, 10])),
+                sites.host_ip(i),
                 secret,
                 9620 + i as u16,
             )

@@ -18,9 +18,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wgmesh_netns_tests::daemon::{Node, control_port, new_secret_file, unix_now, wait_until};
+use wgmesh_netns_tests::daemon::{
+    Node, control_port, new_secret_file, ping_reply_times, unix_now, wait_until,
+};
 use wgmesh_netns_tests::lab::{Lab, sh, sh_ok};
 use wgmesh_netns_tests::preflight::{self, SKIP_ENV};
+use wgmesh_netns_tests::routed::RoutedSites;
 use wgmesh_netns_tests::suite::{pass, run_suite};
 
 const DELAY: &str = "150ms";
@@ -75,9 +78,9 @@ fn have_python() -> bool {
 
 /// Connects site `i`'s namespace `ns` to the router: a veth pair directly (netem mode), or
 /// through a bridge namespace running the delay bridge. Returns the delay file (bridge mode).
-fn uplink(lab: &Lab, mode: DelayMode, i: u8, ns: &str, router: &str) -> Option<PathBuf> {
-    let host = format!("172.30.{i}.10/24");
-    let gw = format!("172.30.{i}.1/24");
+fn uplink(lab: &Lab, mode: DelayMode, i: u8, ns: &str, sites: &RoutedSites) -> Option<PathBuf> {
+    let router = sites.router.as_str();
+    let (host, gw) = sites.site_addrs(i);
     if mode == DelayMode::Netem || i < 3 {
         lab.link(ns, "eth0", &host, router, &format!("to{i}"), &gw);
         return None;
@@ -204,68 +207,11 @@ fn link_line(from: &Node, key: &str) -> String {
     )
 }
 
-/// Replies of `ping -D` as unix timestamps (seconds).
-fn reply_times(output: &str) -> Vec<f64> {
-    output
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            l.strip_prefix('[')
-                .and_then(|r| r.split(']').next())
-                .and_then(|t| t.parse().ok())
-        })
-        .collect()
-}
-
 fn run(lab: &Lab, mode: DelayMode) {
     println!("== four routed sites: i3, i4 introducers; n1 and n2 cut off from each other");
-    let router = lab.add_ns("rt");
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &router,
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv4.ip_forward=1",
-        ],
-    );
+    let sites = RoutedSites::new(lab, 30);
     // The cut is there from the start: n1 and n2 can only meet through a relay.
-    sh(
-        "ip",
-        &[
-            "netns", "exec", &router, "nft", "add", "table", "inet", "cut",
-        ],
-    );
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &router,
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "cut",
-            "block",
-            "{ type filter hook forward priority 0; }",
-        ],
-    );
-    for (a, b) in [
-        ("172.30.1.10", "172.30.2.10"),
-        ("172.30.2.10", "172.30.1.10"),
-    ] {
-        sh(
-            "ip",
-            &[
-                "netns", "exec", &router, "nft", "add", "rule", "inet", "cut", "block", "ip",
-                "saddr", a, "ip", "daddr", b, "drop",
-            ],
-        );
-    }
+    sites.cut(1, 2);
     let secret = new_secret_file(lab, "mesh");
     let cport = control_port(&secret);
     println!("    delay by: {mode:?}");
@@ -273,20 +219,9 @@ fn run(lab: &Lab, mode: DelayMode) {
     let mut nodes: Vec<Node> = (1..=4u8)
         .map(|i| {
             let ns = lab.add_ns(&format!("q{i}"));
-            bridges.push(uplink(lab, mode, i, &ns, &router));
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("172.30.{i}.1"),
-                ],
-            );
-            let lan = std::net::IpAddr::from([172, 30, i, 10]);
+            bridges.push(uplink(lab, mode, i, &ns, &sites));
+            sites.route_via_router(&ns, i);
+            let lan = sites.host_ip(i);
             Node::new(lab, &format!("q{i}"), ns, lan, &secret, 9600 + u16::from(i))
         })
         .collect();
@@ -419,7 +354,7 @@ fn run(lab: &Lab, mode: DelayMode) {
             nodes[1].log_tail(40)
         )
     });
-    let replies = reply_times(&out);
+    let replies = ping_reply_times(&out);
     let window: Vec<f64> = replies
         .iter()
         .copied()

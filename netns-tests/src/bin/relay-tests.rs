@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wgmesh_netns_tests::daemon::{
-    Node, all_pairs_ping, control_port, new_secret_file, unix_now, wait_until,
+    Node, all_pairs_ping, control_port, new_secret_file, ping_reply_times, unix_now, wait_until,
 };
-use wgmesh_netns_tests::lab::{Lab, sh};
+use wgmesh_netns_tests::lab::Lab;
 use wgmesh_netns_tests::preflight;
+use wgmesh_netns_tests::routed::RoutedSites;
 use wgmesh_netns_tests::suite::{pass, run_suite};
 
 const GAP_LIMIT: Duration = Duration::from_secs(10);
@@ -36,65 +37,17 @@ fn path_to(from: &Node, to_key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Replies of `ping -D` as unix timestamps (seconds).
-fn reply_times(output: &str) -> Vec<f64> {
-    output
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            l.strip_prefix('[')
-                .and_then(|r| r.split(']').next())
-                .and_then(|t| t.parse().ok())
-        })
-        .collect()
-}
-
 fn run(lab: &Lab) {
     // Sites on 172.29.i.0/24: outside 10/8, where the mesh derives its subnet (a 10.x site
     // network could be the mesh's own and be routed into the tunnel).
     println!("== three routed sites, n3 an introducer, n1 and n2 know only n3");
-    let router = lab.add_ns("rt");
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &router,
-            "sysctl",
-            "-q",
-            "-w",
-            "net.ipv4.ip_forward=1",
-        ],
-    );
+    let sites = RoutedSites::new(lab, 29);
     let secret = new_secret_file(lab, "mesh");
     let cport = control_port(&secret);
     let mut nodes: Vec<Node> = (1..=3u8)
         .map(|i| {
-            let ns = lab.add_ns(&format!("s{i}"));
-            let host = format!("172.29.{i}.10");
-            lab.link(
-                &ns,
-                "eth0",
-                &format!("{host}/24"),
-                &router,
-                &format!("to{i}"),
-                &format!("172.29.{i}.1/24"),
-            );
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    &ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("172.29.{i}.1"),
-                ],
-            );
-            let lan = host
-                .parse()
-                .unwrap_or(std::net::IpAddr::from([172, 29, i, 10]));
+            let ns = sites.site(lab, &format!("s{i}"), i);
+            let lan = sites.host_ip(i);
             Node::new(lab, &format!("r{i}"), ns, lan, &secret, 9500 + u16::from(i))
         })
         .collect();
@@ -141,39 +94,7 @@ fn run(lab: &Lab) {
     // Traffic flows for a while first (the daemon samples every second while it does).
     std::thread::sleep(Duration::from_secs(7));
     let cut_at = unix_now();
-    sh(
-        "ip",
-        &[
-            "netns", "exec", &router, "nft", "add", "table", "inet", "cut",
-        ],
-    );
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &router,
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "cut",
-            "block",
-            "{ type filter hook forward priority 0; }",
-        ],
-    );
-    for (a, b) in [
-        ("172.29.1.10", "172.29.2.10"),
-        ("172.29.2.10", "172.29.1.10"),
-    ] {
-        sh(
-            "ip",
-            &[
-                "netns", "exec", &router, "nft", "add", "rule", "inet", "cut", "block", "ip",
-                "saddr", a, "ip", "daddr", b, "drop",
-            ],
-        );
-    }
+    sites.cut(1, 2);
     let relayed = wait_until(Duration::from_secs(20), || {
         path_to(&nodes[0], &k2).starts_with("relay via")
             && path_to(&nodes[1], &k1).starts_with("relay via")
@@ -199,7 +120,7 @@ fn run(lab: &Lab) {
         .wait_with_output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let replies = reply_times(&out);
+    let replies = ping_reply_times(&out);
     let before = replies.iter().rev().find(|t| **t <= cut_at).copied();
     let after = replies.iter().find(|t| **t > cut_at).copied();
     let (Some(before), Some(after)) = (before, after) else {
@@ -228,12 +149,7 @@ fn run(lab: &Lab) {
     ));
 
     println!("== the cut is lifted: both go direct again");
-    sh(
-        "ip",
-        &[
-            "netns", "exec", &router, "nft", "delete", "table", "inet", "cut",
-        ],
-    );
+    sites.uncut();
     let back = wait_until(BACK_DIRECT_LIMIT, || {
         path_to(&nodes[0], &k2) == "direct" && path_to(&nodes[1], &k1) == "direct"
     })
