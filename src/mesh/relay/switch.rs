@@ -1,7 +1,8 @@
 //! Which relay one relayed pair stays on, across passes: the best-scored relay is taken when
 //! there is none (or the current one became unusable); the choice is re-evaluated every 60 s,
 //! and at once when the current relay's score fell under half its best score since the last
-//! evaluation; a switch needs a relay clearly better ([`clearly_better`]: ≥ 10 %); and a switch
+//! evaluation or when more relays are measured than at the last evaluation (a choice made
+//! before the legs were measured is revisited as soon as they are); a switch needs a relay clearly better ([`clearly_better`]: ≥ 10 %); and a switch
 //! is a trial: unless a probe sent to the peer after it is answered within 3 s (the new relay
 //! carries the pair), the pair goes back to the previous relay and the new one is reported
 //! failed (the caller cools it down).
@@ -48,7 +49,13 @@ pub struct RelaySwitch {
     current: Option<WgKey>,
     score_at_evaluation: Option<u32>,
     evaluated_at: Millis,
+    /// How many of the ranked relays had a score at the last evaluation.
+    measured_at_evaluation: usize,
     trial: Option<Trial>,
+}
+
+fn measured(ranked: &[(WgKey, Option<u32>)]) -> usize {
+    ranked.iter().filter(|(_, s)| s.is_some()).count()
 }
 
 fn score_of(ranked: &[(WgKey, Option<u32>)], key: &WgKey) -> Option<Option<u32>> {
@@ -97,6 +104,7 @@ impl RelaySwitch {
                     t.previous
                 });
                 self.evaluated_at = now;
+                self.measured_at_evaluation = measured(ranked);
                 return SwitchOutcome::Reverted { failed };
             } else {
                 return SwitchOutcome::Kept;
@@ -112,6 +120,7 @@ impl RelaySwitch {
             self.current = Some(best);
             self.score_at_evaluation = best_score;
             self.evaluated_at = now;
+            self.measured_at_evaluation = measured(ranked);
             return SwitchOutcome::Took;
         };
         let degraded = match (self.score_at_evaluation, current_score) {
@@ -119,13 +128,15 @@ impl RelaySwitch {
             (None, Some(_)) => true,
             _ => false,
         };
-        if now.since(self.evaluated_at) < REEVALUATE_EVERY && !degraded {
+        let newly_measured = measured(ranked) > self.measured_at_evaluation;
+        if now.since(self.evaluated_at) < REEVALUATE_EVERY && !degraded && !newly_measured {
             // The reference is the best score seen since the evaluation (a leg measured or
             // reported later raises it).
             self.score_at_evaluation = self.score_at_evaluation.max(current_score);
             return SwitchOutcome::Kept;
         }
         self.evaluated_at = now;
+        self.measured_at_evaluation = measured(ranked);
         if best != current && clearly_better(best_score, current_score) {
             self.current = Some(best);
             self.score_at_evaluation = best_score;
@@ -168,6 +179,27 @@ mod tests {
             SwitchOutcome::Switched { from: R1 }
         );
         assert_eq!(s.relay(), Some(R2));
+    }
+
+    #[test]
+    fn a_relay_measured_after_the_choice_is_considered_at_once() {
+        let mut s = RelaySwitch::default();
+        // R1 measured (poorly), R2 not yet: R1 is taken.
+        assert_eq!(
+            s.step(&[(R1, Some(25)), (R2, None)], None, T0),
+            SwitchOutcome::Took
+        );
+        assert_eq!(s.relay(), Some(R1));
+        // R2's legs are measured 10 s later and it is clearly better: no 60 s wait.
+        assert_eq!(
+            s.step(&[(R2, Some(80)), (R1, Some(25))], None, at(10)),
+            SwitchOutcome::Switched { from: R1 }
+        );
+        // Nothing newly measured: held until the next evaluation.
+        assert_eq!(
+            s.step(&[(R2, Some(80)), (R1, Some(25))], Some(at(10)), at(11)),
+            SwitchOutcome::Kept
+        );
     }
 
     #[test]
