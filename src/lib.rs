@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod identity;
 pub mod mesh;
+pub mod metrics;
 pub mod platform;
 pub mod proto;
 pub mod registry_server;

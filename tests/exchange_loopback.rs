@@ -14,7 +14,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep};
 
-use wgmesh::control::metrics::Metrics;
 use wgmesh::discovery::{
     ControlSocket, ControlSocketConfig, ControlSocketDeps, ControlTasks, ProbeReplyEvent,
 };
@@ -22,6 +21,7 @@ use wgmesh::identity::NodeIdentity;
 use wgmesh::mesh::{
     AddressCheck, DiscoveryMethod, Millis, PeerStore, PeerUpdate, StoreConfig, WgKey,
 };
+use wgmesh::metrics::Metrics;
 use wgmesh::proto::exchange::Records;
 use wgmesh::proto::messages::{Goodbye, Message};
 use wgmesh::proto::{

@@ -15,11 +15,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 
-use wgmesh::control::metrics::Metrics;
 use wgmesh::discovery::control_socket::unix_now;
 use wgmesh::discovery::{ControlSocket, ControlSocketConfig, ControlSocketDeps, ControlTasks};
 use wgmesh::identity::NodeIdentity;
 use wgmesh::mesh::{AddressCheck, DiscoveryMethod, PeerStore, PeerUpdate, StoreConfig, WgKey};
+use wgmesh::metrics::Metrics;
 use wgmesh::proto::messages::{Message, Stem};
 use wgmesh::proto::{
     EndpointCandidate, EndpointKind, MeshKeys, MeshSecret, NatType, NodeRecord, SignedRecord,

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use wgmesh::control::metrics::Metrics;
 use wgmesh::discovery::stun::StunClient;
 use wgmesh::discovery::stun::wire::{encode_binding_response, transaction_id};
 use wgmesh::discovery::{ControlSocket, ControlSocketConfig, ControlSocketDeps};
 use wgmesh::identity::NodeIdentity;
 use wgmesh::mesh::{AddressCheck, PeerStore, StoreConfig};
+use wgmesh::metrics::Metrics;
 use wgmesh::proto::{MeshKeys, MeshSecret, NatType, NodeRecord};
 
 const REJECTED: &str = "wgmesh_rejected_messages_total";

@@ -3,7 +3,7 @@
 //! are its stable keys; `show_text` renders them the way `wg show` does.
 
 pub mod client;
-pub mod metrics;
+pub mod metrics_http;
 pub mod protocol;
 pub mod report;
 pub mod server;

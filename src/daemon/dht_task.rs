@@ -17,7 +17,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::local::now_millis;
-use crate::control::metrics::Metrics;
 use crate::control::report::DhtReport;
 use crate::discovery::ControlSocket;
 use crate::discovery::dht::nodes_file::{load_nodes, nodes_path, save_nodes};
@@ -27,6 +26,7 @@ use crate::mesh::dht_schedule::{
     BootstrapSource, DhtPhase, DhtSchedule, DhtScheduleConfig, is_quiet,
 };
 use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, WgKey};
+use crate::metrics::Metrics;
 use crate::proto::dht_item::DhtItemError;
 use crate::proto::{MeshKeys, NodeRecord, RecordError, SignedRecord};
 

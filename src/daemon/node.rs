@@ -17,7 +17,7 @@ use super::config::{DaemonConfig, read_config_file};
 use super::local::{LocalFacts, now_millis, sign_local_record};
 use super::reconcile::Reconciler;
 use super::show::{ShowInputs, build_report};
-use crate::control::metrics::{Metrics, bind_metrics, serve_metrics};
+use crate::control::metrics_http::{bind_metrics, serve_metrics};
 use crate::control::protocol::{Request, Response, socket_path};
 use crate::control::report::InterfaceReport;
 use crate::control::server::{ControlHandler, ControlServer, ResponseFuture};
@@ -32,6 +32,7 @@ use crate::mesh::{
     Millis, PeerEvent, PeerStore, Plan, PresharedKey, RemoveReason, RouteAcceptance, StoreConfig,
     WgKey,
 };
+use crate::metrics::Metrics;
 use crate::platform::linux::{NftFirewall, RtnlNetwork, open_device};
 use crate::platform::{DEFAULT_MTU, DeviceConfig, DeviceState, NetEvent, Network, WireGuardDevice};
 use crate::proto::keys::base64_key;

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::control::metrics::Metrics;
 use crate::discovery::control_socket::ProbeReplyEvent;
 use crate::mesh::health::probe::{LinkStats, ProbeNeed, needs_probing};
 use crate::mesh::{HealthView, Millis, PeerEntry, ProbeMonitor, ProbeVerdict, WgKey};
+use crate::metrics::Metrics;
 use crate::proto::keys::base64_key;
 
 /// A probe not answered within this time counts as failed.

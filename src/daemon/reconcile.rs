@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use crate::control::metrics::Metrics;
 use crate::mesh::{
     self, DesiredPeer, DesiredState, HealthView, LocalPlanConfig, Millis, PeerOp, PeerStore, Plan,
 };
+use crate::metrics::Metrics;
 use crate::platform::{Firewall, Network, PeerConfig, PeerDiff, Route, WireGuardDevice};
 
 /// What one reconcile did.

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::local::now_millis;
-use crate::control::metrics::Metrics;
 use crate::control::report::RegistryReport;
 use crate::discovery::ControlSocket;
 use crate::discovery::registry::{
@@ -24,6 +23,7 @@ use crate::discovery::registry::{
 };
 use crate::mesh::registry_schedule::{RegistrySchedule, RegistryScheduleConfig};
 use crate::mesh::{DiscoveryMethod, Millis, PeerStore, PeerUpdate, WgKey};
+use crate::metrics::Metrics;
 use crate::proto::registry::{Entry, delete_proof, seal_record, slot_key};
 use crate::proto::{MeshKeys, NodeRecord, RecordError, SignedRecord};
 

@@ -12,13 +12,13 @@ use ipnet::IpNet;
 
 use super::probes::Prober;
 use super::punching::Punching;
-use crate::control::metrics::Metrics;
 use crate::discovery::ControlSocket;
 use crate::discovery::relay_notice::RelayNoticeEvent;
 use crate::mesh::relay::{
     LocalRelayFacts, PeerEvidence, ReceivedNotice, RelayAgreement, RelayLoadCounter, SwitchOutcome,
 };
 use crate::mesh::{HealthView, Millis, PeerStore, SuspectTracker, WgKey, short_key};
+use crate::metrics::Metrics;
 use crate::platform::DeviceState;
 use crate::proto::relay::{RelayNotice, RelayRole};
 use crate::proto::{NatType, RelayLoad};

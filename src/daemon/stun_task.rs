@@ -13,12 +13,12 @@ use tokio::task::JoinHandle;
 
 use super::candidates::{is_global_ipv6, merge, stun_candidates};
 use super::local::{LocalFacts, now_millis};
-use crate::control::metrics::Metrics;
 use crate::control::report::{CandidateReport, InterfaceReport, NatReport};
 use crate::discovery::canonical;
 use crate::discovery::control_socket::ControlSocket;
 use crate::discovery::stun::check::filtering_test;
 use crate::discovery::stun::{CheckInputs, CheckReport, StunClient, run_check};
+use crate::metrics::Metrics;
 use crate::proto::{EndpointCandidate, EndpointKind, NatType};
 
 /// Periodic re-check.

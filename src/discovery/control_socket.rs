@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, trace};
 
-use crate::control::metrics::Metrics;
 use crate::mesh::{AddressCheck, Millis, PeerStore};
+use crate::metrics::Metrics;
 use crate::proto::exchange::Probe;
 use crate::proto::messages::{Message, MessageError, SignedGoodbye};
 use crate::proto::{MeshKeys, NodeRecord, SignedRecord};

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 
 use super::control_socket::{REJECTED_METRIC, unix_now};
 use super::ratelimit::{RateLimitConfig, RateLimiter};
-use crate::control::metrics::Metrics;
 use crate::mesh::PeerStore;
+use crate::metrics::Metrics;
 use crate::proto::messages::Message;
 use crate::proto::{MeshKeys, SignedRecord};
 
