@@ -148,10 +148,15 @@ impl<D: WireGuardDevice, N: Network, F: Firewall> Reconciler<D, N, F> {
         });
         diff.peers.retain(|op| {
             let PeerOp::Add(p) = op else { return true };
+            let peer_nat = snapshot
+                .iter()
+                .find(|e| e.key() == &p.public_key)
+                .map_or(crate::proto::NatType::Unknown, |e| e.record.nat_type);
             let delay = mesh::handshake_order::first_add_delay(
                 &local.wireguard_public,
                 &p.public_key,
                 local.nat_type,
+                peer_nat,
             );
             let since = *self.first_planned.entry(p.public_key).or_insert(now);
             let due = since.plus(delay);

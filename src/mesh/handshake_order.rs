@@ -1,12 +1,14 @@
 //! Who configures a new peer first. WireGuard sends at most one handshake initiation per 5 s
 //! and drops one from a peer it does not know yet; when two nodes learn each other at the same
-//! moment, both first initiations can be dropped and the pair waits 5 s. So the node with the
-//! larger key adds a new peer a little later: the smaller key's side already knows it when its
-//! initiation arrives. A node anyone can reach (open, full-cone) never waits: the peer may sit
-//! behind a NAT that only its own packets open (symmetric), so the peer's initiation is the
-//! only one that can get through and must find the entry in place (seen in the NAT grid: the
-//! introducer added a symmetric node 250 ms after that node's first initiation had arrived, and
-//! the pair waited for WireGuard's 5 s retry).
+//! moment, both first initiations can be dropped and the pair waits 5 s. So one side adds the
+//! new peer a little later, and the other side already knows it when that initiation arrives:
+//! - a node anyone can reach (open, full-cone) never waits: its peer may sit behind a NAT that
+//!   only the peer's own packets open (symmetric), so the peer's initiation may be the only one
+//!   that gets through and must find the entry in place;
+//! - a node behind a NAT facing a peer anyone can reach waits (the NAT grid showed an
+//!   introducer adding a symmetric node 30–240 ms after that node's first initiation had
+//!   arrived; the pair then waited for WireGuard's 5 s retry);
+//! - otherwise the node with the larger key waits.
 
 use std::time::Duration;
 
@@ -16,10 +18,26 @@ use crate::proto::NatType;
 /// How much later the larger key adds a peer it has just learned.
 pub const LARGER_KEY_ADDS_AFTER: Duration = Duration::from_millis(250);
 
-/// How long this node (behind `local_nat`) waits before adding `peer` to WireGuard for the
-/// first time.
-pub fn first_add_delay(local: &WgKey, peer: &WgKey, local_nat: NatType) -> Duration {
-    if local > peer && !matches!(local_nat, NatType::Open | NatType::FullCone) {
+fn reachable(nat: NatType) -> bool {
+    matches!(nat, NatType::Open | NatType::FullCone)
+}
+
+/// How long this node (behind `local_nat`) waits before adding `peer` (behind `peer_nat`) to
+/// WireGuard for the first time.
+pub fn first_add_delay(
+    local: &WgKey,
+    peer: &WgKey,
+    local_nat: NatType,
+    peer_nat: NatType,
+) -> Duration {
+    let waits = if reachable(local_nat) {
+        false
+    } else if reachable(peer_nat) {
+        true
+    } else {
+        local > peer
+    };
+    if waits {
         LARGER_KEY_ADDS_AFTER
     } else {
         Duration::ZERO
@@ -38,16 +56,31 @@ mod tests {
             NatType::PortRestrictedCone,
             NatType::Symmetric,
         ] {
-            assert_eq!(first_add_delay(&a, &b, nat), Duration::ZERO);
-            assert_eq!(first_add_delay(&b, &a, nat), LARGER_KEY_ADDS_AFTER);
+            assert_eq!(first_add_delay(&a, &b, nat, nat), Duration::ZERO);
+            assert_eq!(first_add_delay(&b, &a, nat, nat), LARGER_KEY_ADDS_AFTER);
         }
+        // Both reachable: neither waits (each takes the other's initiation at any time).
+        assert_eq!(
+            first_add_delay(&b, &a, NatType::Open, NatType::FullCone),
+            Duration::ZERO
+        );
     }
 
     #[test]
-    fn a_node_anyone_can_reach_never_waits() {
+    fn the_side_behind_a_nat_waits_for_the_side_anyone_can_reach() {
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        for nat in [NatType::Open, NatType::FullCone] {
-            assert_eq!(first_add_delay(&b, &a, nat), Duration::ZERO);
+        for open in [NatType::Open, NatType::FullCone] {
+            for natted in [
+                NatType::Symmetric,
+                NatType::PortRestrictedCone,
+                NatType::Unknown,
+            ] {
+                // Whatever the keys: the reachable side adds at once, the other waits.
+                for (x, y) in [(&a, &b), (&b, &a)] {
+                    assert_eq!(first_add_delay(x, y, open, natted), Duration::ZERO);
+                    assert_eq!(first_add_delay(y, x, natted, open), LARGER_KEY_ADDS_AFTER);
+                }
+            }
         }
     }
 }
