@@ -238,5 +238,27 @@ impl Default for Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         cleanup_all();
+        if std::env::var_os("WGMESH_KEEP").is_none() {
+            remove_scratch_files(&self.id);
+        }
+    }
+}
+
+/// Removes this lab's scratch files from the temp dir (`<id>-*.secret`, `<id>-*.delay`,
+/// `<id>-swarm.log`): a test that failed half-way leaves no mesh secret behind. Logs a failing
+/// test points at (daemon directories, the coturn log) stay.
+fn remove_scratch_files(id: &str) {
+    let prefix = format!("{id}-");
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let scratch =
+            name.ends_with(".secret") || name.ends_with(".delay") || name.ends_with("-swarm.log");
+        if name.starts_with(&prefix) && scratch && entry.path().is_file() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
