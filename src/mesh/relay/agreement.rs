@@ -17,7 +17,7 @@
 //! notice, and until it has one, its own pick. The other end's notices carry its `legs` (its
 //! measured link quality to each relay candidate), so the decider scores both legs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -130,6 +130,12 @@ pub struct RelayAgreement {
     chosen: BTreeMap<WgKey, (WgKey, Millis)>,
     /// Each peer's reported link quality to relay candidates.
     peer_legs: BTreeMap<WgKey, BTreeMap<WgKey, u8>>,
+    /// Peers whose relaying this node's own evidence asked for at the latest pass that had
+    /// an opinion: a hysteresis hold counts as this node's own account only then. A hold that
+    /// went on only because the other end asked is not: otherwise two ends whose direct path
+    /// works again renew each other's hold forever (each claims `relayed` the moment the
+    /// other's request expires).
+    own_account: BTreeSet<WgKey>,
 }
 
 impl RelayAgreement {
@@ -262,7 +268,13 @@ impl RelayAgreement {
             }
             // Relayed on this node's own account: its own evidence, or its hysteresis still
             // holding the pair (not merely because the other side asked).
-            let own = relay.is_some() && (own_says_relay || !asked);
+            if own_says_relay {
+                self.own_account.insert(key);
+            } else if asked || relay.is_none() {
+                self.own_account.remove(&key);
+            }
+            let own =
+                relay.is_some() && (own_says_relay || (!asked && self.own_account.contains(&key)));
             match relay {
                 Some(r) => {
                     let leg_report = if decider { Vec::new() } else { legs.clone() };

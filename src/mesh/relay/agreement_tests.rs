@@ -490,3 +490,56 @@ fn the_decider_moves_the_pair_when_its_relay_degrades_and_reverts_without_an_ans
     assert_eq!(p.relayed[&key(f)], key(R));
     assert_eq!(dec.next_deadline(), None, "confirmed");
 }
+
+#[test]
+fn two_ends_held_only_by_each_others_notices_leave_the_relay_together() {
+    // Both ends relayed on their own evidence; then the direct path works for both. Passes
+    // every 2 s in lockstep, every notice delivered at once (the relay-tests timing that kept
+    // both on the relay for 40 s: each end's hysteresis hold renewed the other's).
+    let (mut a, mut b) = (RelayAgreement::default(), RelayAgreement::default());
+    let off = OfflineList::default();
+    let step = |a: &mut RelayAgreement, b: &mut RelayAgreement, t: u64, ok: bool| {
+        let (ea, eb) = if ok {
+            (healthy(at(t)), healthy(at(t)))
+        } else {
+            (failing(), failing())
+        };
+        let pa = a.pass(
+            &local(A),
+            &peers_of(A, at(t)),
+            &off,
+            &evidence(B, ea),
+            at(t),
+        );
+        let pb = b.pass(
+            &local(B),
+            &peers_of(B, at(t)),
+            &off,
+            &evidence(A, eb),
+            at(t),
+        );
+        for n in &pa.notices {
+            b.on_notice(&delivered(A, n), at(t));
+        }
+        for n in &pb.notices {
+            a.on_notice(&delivered(B, n), at(t));
+        }
+        (pa.relayed.is_empty(), pb.relayed.is_empty())
+    };
+    for t in [0, 2, 4] {
+        assert_eq!(step(&mut a, &mut b, t, false), (false, false));
+    }
+    let mut direct_at = None;
+    for t in (6..=60).step_by(2) {
+        if step(&mut a, &mut b, t, true) == (true, true) {
+            direct_at = Some(t);
+            break;
+        }
+    }
+    let direct_at = direct_at.expect("both ends still relayed 54 s after the path came back");
+    assert!(
+        direct_at <= 16,
+        "both direct only {} s after the path came back",
+        direct_at - 6
+    );
+}
