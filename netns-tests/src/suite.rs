@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::lab::{Lab, cleanup_all};
+use crate::lab::Lab;
 
 /// Prints one passed check.
 pub fn pass(msg: &str) {
@@ -17,7 +17,9 @@ pub fn run_suite(what: &str, suite: impl FnOnce(&Lab) + std::panic::UnwindSafe) 
     let lab = Lab::new();
     let t_all = Instant::now();
     let result = std::panic::catch_unwind(|| suite(&lab));
-    cleanup_all();
+    // Dropping the lab tears everything down and removes its scratch files; it must happen
+    // before `exit`, which runs no destructors.
+    drop(lab);
     match result {
         Ok(()) => println!(
             "{what}: all passed in {:.1} s",
